@@ -1,0 +1,35 @@
+# Set-up and checks. `make test` and `make demo` work on a fresh machine (they create .venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install test test-slow demo lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# pinned: an unpinned torch pulls a multi-GB CUDA build; the package itself needs torch>=2.2
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install  ## fast test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-slow: install  ## long statistical tests only
+	$(BIN)/python -m pytest -q -m slow
+
+demo: install  ## the main job: teacher–student fit, prints what was recovered
+	$(BIN)/nwb-lrnn demo
+
+lint: install
+	$(BIN)/ruff check nwb_lrnn tests benchmarks
+
+bench: install  ## speed and memory figures (by hand, not in CI)
+	$(BIN)/python benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

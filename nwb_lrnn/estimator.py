@@ -1,0 +1,750 @@
+"""``LowRankRNN``: the scikit-learn / MNE style face over the model and its VSMC fit."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validate import check_array, check_float, check_int, check_option, check_random_state
+from .data import BinnedData
+from .inference.proposals import PROPOSALS, Proposal, make_proposal
+from .inference.resampling import RESAMPLERS, get_resampler
+from .inference.smc import particle_filter
+from .inference.training import TrainConfig, TrainHistory, evaluate_bound, train
+from .model.noise import softplus_inverse
+from .model.nonlinearities import NONLINEARITIES, Nonlinearity, get_nonlinearity
+from .model.observation import LINKS
+from .model.rnn import LowRankRNNModel, ModelConfig
+
+__all__ = ["LowRankRNN", "NotFittedError"]
+
+logger = logging.getLogger(__name__)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit`` (or ``from_parameters``)."""
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}.")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"Invalid value for the 'device' parameter: {device!r} ({err}). "
+                         "Use 'auto', 'cpu' or 'cuda[:N]'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; "
+                         "use device='cpu' or 'auto'.")
+    return dev
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def _seed_from(random_state: Any) -> int:
+    """An int seed from None / int / numpy Generator."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).integers(2**62))
+
+
+class LowRankRNN:
+    """Stochastic low-rank RNN fitted with variational sequential Monte Carlo.
+
+    The model (Pals et al., NeurIPS 2024) has R-dimensional latents z_t,
+
+        z_{t+1} = a ⊙ z_t + V φ(U z_t + B u_t − h) + ε_t,  ε_t ~ N(0, Σ_z),
+
+    with U (N × R), V (R × N), and Gaussian (continuous data) or Poisson (spike counts)
+    observations. All parameters are fitted by maximising the VSMC bound with K particles.
+
+    Parameters
+    ----------
+    rank : int
+        Latent dimension R (1 <= R <= n_units).
+    n_units : int
+        Number of RNN units N.
+    observation : {'auto', 'gaussian', 'poisson'}
+        'auto' picks 'poisson' for counts and 'gaussian' for continuous data.
+    nonlinearity : {'relu', 'clipped_relu', 'tanh', 'identity'} | dict | Nonlinearity
+    n_particles : int
+        K, particles per sequence.
+    proposal : {'auto', 'optimal', 'encoder', 'bootstrap'}
+        'auto': 'optimal' for Gaussian observations, 'encoder' for Poisson.
+    max_epochs : int
+    learning_rate, lr_final : float
+        Adam's initial learning rate, decayed exponentially to ``lr_final`` (None: constant).
+    batch_size : int
+    steps_per_epoch : int | None
+        Optimiser steps per epoch (None: one pass over the trials).
+    window : int | None
+        Train on random windows of this many bins (for long recordings such as EEG).
+    validation_fraction : float
+        Fraction of trials held out to track the validation bound (0: none).
+    patience : int | None
+        Early stopping patience in epochs.
+    grad_clip : float | None
+    resampling : {'systematic', 'multinomial'}
+    ess_threshold : float | None
+        Resample only when ESS < threshold · K (None: every step).
+    noise_cov : {'diag', 'full'}
+        Parametrisation of the latent noise covariance Σ_z.
+    decay_per_dim : bool
+        One decay per latent dimension instead of one shared.
+    link : {'softplus', 'exp'}
+        Poisson link.
+    readout : {'affine', 'units'}
+        Poisson readout: from the latents, or one-to-one from the first units.
+    encoder_kernel, encoder_hidden : int
+        Size of the CNN encoder (proposal='encoder').
+    encoder_causal : bool
+        Causal (filtering) encoder instead of a centred (smoothing) one.
+    device : str
+        'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.
+    random_state : int | numpy.random.Generator | None
+    verbose : bool
+        Progress bar during ``fit`` (only on a terminal).
+
+    Attributes
+    ----------
+    model_ : LowRankRNNModel
+        The fitted generative model.
+    proposal_ : Proposal
+    history_ : TrainHistory
+        Bounds per epoch.
+    parameters_ : dict of numpy arrays
+        See :meth:`from_parameters`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwb_lrnn import LowRankRNN
+    >>> teacher = LowRankRNN.from_parameters(
+    ...     U=np.random.default_rng(0).normal(size=(20, 2)),
+    ...     V=np.random.default_rng(1).normal(size=(2, 20)) / 20, h=np.zeros(20), decay=0.9,
+    ...     nonlinearity="tanh", noise_z=0.1, random_state=0)
+    >>> data = teacher.sample(8, 100, random_state=1)
+    >>> student = LowRankRNN(rank=2, n_units=20, max_epochs=3, random_state=0, verbose=False)
+    >>> student.fit(data).transform(data).shape
+    (8, 100, 2)
+    """
+
+    def __init__(self, rank: int = 2, n_units: int = 64, *, observation: str = "auto",
+                 nonlinearity: str | dict | Nonlinearity = "relu", n_particles: int = 32,
+                 proposal: str = "auto", max_epochs: int = 200, learning_rate: float = 1e-2,
+                 lr_final: float | None = 1e-3, batch_size: int = 16,
+                 steps_per_epoch: int | None = None, window: int | None = None,
+                 validation_fraction: float = 0.0, patience: int | None = None,
+                 grad_clip: float | None = 10.0, resampling: str = "systematic",
+                 ess_threshold: float | None = None, noise_cov: str = "diag",
+                 decay_per_dim: bool = False, link: str = "softplus", readout: str = "affine",
+                 encoder_kernel: int = 11, encoder_hidden: int = 64,
+                 encoder_causal: bool = False, device: str = "auto",
+                 random_state: int | np.random.Generator | None = None,
+                 verbose: bool = True):
+        self.rank = rank
+        self.n_units = n_units
+        self.observation = observation
+        self.nonlinearity = nonlinearity
+        self.n_particles = n_particles
+        self.proposal = proposal
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.lr_final = lr_final
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.window = window
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.grad_clip = grad_clip
+        self.resampling = resampling
+        self.ess_threshold = ess_threshold
+        self.noise_cov = noise_cov
+        self.decay_per_dim = decay_per_dim
+        self.link = link
+        self.readout = readout
+        self.encoder_kernel = encoder_kernel
+        self.encoder_hidden = encoder_hidden
+        self.encoder_causal = encoder_causal
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn protocol
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments as a dict (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> LowRankRNN:
+        """Set constructor arguments (scikit-learn protocol); returns self."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for LowRankRNN. "
+                                 f"Valid parameters are: {', '.join(valid)}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (isinstance(v, type(defaults.get(k))) and v == defaults.get(k))]
+        state = "fitted" if self._is_fitted() else "unfitted"
+        return f"<LowRankRNN | {state} | {', '.join(changed)}>"
+
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "model_")
+
+    def _check_fitted(self, what: str) -> None:
+        if not self._is_fitted():
+            raise NotFittedError(f"This LowRankRNN is not fitted yet; call fit(data) or "
+                                 f"LowRankRNN.from_parameters(...) before {what}().")
+
+    # ------------------------------------------------------------------ validation
+    def _validated_settings(self, data: BinnedData) -> tuple[ModelConfig, TrainConfig, str]:
+        n_units = check_int("n_units", self.n_units, min_value=1)
+        rank = check_int("rank", self.rank, min_value=1)
+        if rank > n_units:
+            raise ValueError(f"rank must be between 1 and n_units ({n_units}), got {rank}: a "
+                             "rank-R network needs at least R units.")
+        obs = check_option("observation", self.observation, ("auto", "gaussian", "poisson"))
+        if obs == "auto":
+            obs = "poisson" if data.kind == "counts" else "gaussian"
+        if obs == "poisson" and data.kind != "counts":
+            raise ValueError("observation='poisson' needs spike counts (BinnedData.kind == "
+                             f"'counts'), but the data are {data.kind!r}; use "
+                             "observation='gaussian'.")
+        prop = check_option("proposal", self.proposal, ("auto", *PROPOSALS))
+        if prop == "auto":
+            prop = "optimal" if obs == "gaussian" else "encoder"
+        if prop == "optimal" and obs != "gaussian":
+            raise ValueError("proposal='optimal' needs observation='gaussian'; for spike counts "
+                             "use proposal='encoder' or 'bootstrap'.")
+        nl = get_nonlinearity(self.nonlinearity) if not isinstance(self.nonlinearity, str) \
+            else get_nonlinearity(check_option("nonlinearity", self.nonlinearity, NONLINEARITIES))
+        check_option("link", self.link, LINKS)
+        readout = check_option("readout", self.readout, ("affine", "units"))
+        if obs == "poisson" and readout == "units" and data.n_channels > n_units:
+            raise ValueError(f"readout='units' maps recorded neuron i to unit i, so n_units "
+                             f"({n_units}) must be >= the number of channels "
+                             f"({data.n_channels}).")
+        check_float("validation_fraction", self.validation_fraction, min_value=0.0,
+                    max_value=1.0, strict_max=True)
+        mcfg = ModelConfig(rank=rank, n_units=n_units, n_channels=data.n_channels,
+                           n_inputs=data.n_inputs, observation=obs,
+                           nonlinearity=nl.to_config(), noise_cov=self.noise_cov,
+                           decay_per_dim=bool(self.decay_per_dim), link=self.link,
+                           readout=readout, bin_size=float(data.bin_size))
+        tcfg = TrainConfig(n_particles=self.n_particles, resampling=self.resampling,
+                           ess_threshold=self.ess_threshold, learning_rate=self.learning_rate,
+                           lr_final=self.lr_final, grad_clip=self.grad_clip,
+                           batch_size=self.batch_size, max_epochs=self.max_epochs,
+                           steps_per_epoch=self.steps_per_epoch, window=self.window,
+                           patience=self.patience)
+        check_int("encoder_kernel", self.encoder_kernel, min_value=1)
+        check_int("encoder_hidden", self.encoder_hidden, min_value=1)
+        return mcfg, tcfg, prop
+
+    def _as_data(self, data: Any, name: str = "data") -> BinnedData:
+        if isinstance(data, BinnedData):
+            return data
+        if hasattr(data, "info") and hasattr(data, "get_data"):
+            try:
+                from .io import from_mne  # available once the MNE reader lands
+            except ImportError:
+                raise TypeError(f"{name} is an MNE object, but the MNE reader is not "
+                                "available in this version; convert it with "
+                                "BinnedData.from_array(inst.get_data().T, 1/sfreq).") from None
+            return from_mne(data)
+        if isinstance(data, (np.ndarray, torch.Tensor, list)):
+            arr = check_array(name, data, ndim=(2, 3))
+            if self._is_fitted():
+                kind = self.kind_
+                return BinnedData(arr, self.bin_size_, kind)
+            return BinnedData.from_array(arr)
+        raise TypeError(f"{name} must be a BinnedData, an MNE Raw/Epochs or an array shaped "
+                        f"(trials, time, channels); got {type(data).__name__}.")
+
+    def _check_compatible(self, data: BinnedData, name: str = "data") -> None:
+        if data.n_channels != self.model_config_.n_channels:
+            raise ValueError(f"{name} has {data.n_channels} channels but the model was fitted "
+                             f"on {self.model_config_.n_channels}.")
+        if data.n_inputs != self.model_config_.n_inputs:
+            raise ValueError(f"{name} has {data.n_inputs} inputs but the model expects "
+                             f"{self.model_config_.n_inputs}.")
+        if self.model_config_.observation == "poisson" and data.kind != "counts":
+            raise ValueError(f"{name} is {data.kind!r} but the model has Poisson observations "
+                             "and needs counts.")
+        if data.nan_mask is not None:
+            raise ValueError(f"{name} contains NaN values; the particle filter needs complete "
+                             "data (drop or interpolate the bad segments first).")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: BinnedData | np.ndarray, *, validation_data: BinnedData | None = None,
+            verbose: bool | None = None) -> LowRankRNN:
+        """Fit the model by maximising the VSMC bound.
+
+        Parameters
+        ----------
+        data : BinnedData | ndarray, shape (trials, time, channels) | mne.io.Raw | mne.Epochs
+            Training data. A plain array is taken as continuous unless it holds only
+            non-negative integers (then counts), with a bin size of 1.
+        validation_data : BinnedData, optional
+            Held-out sequences whose bound is tracked per epoch (overrides
+            ``validation_fraction``).
+        verbose : bool, optional
+            Overrides the ``verbose`` given at construction.
+
+        Returns
+        -------
+        self : LowRankRNN
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid settings or data (the message names the parameter).
+        FitDivergedError
+            The bound became non-finite (the last good parameters are kept in ``model_``).
+        """
+        data = self._as_data(data)
+        if data.nan_mask is not None:
+            raise ValueError("data contains NaN values; the particle filter needs complete "
+                             "data (drop or interpolate the bad segments first).")
+        mcfg, tcfg, prop_name = self._validated_settings(data)
+        verbose = self.verbose if verbose is None else bool(verbose)
+        device = _resolve_device(self.device)
+        seed = _seed_from(self.random_state)
+        gen = _generator(seed, device)
+        init_gen = torch.Generator().manual_seed(seed)
+
+        train_data, val_data = data, validation_data
+        frac = float(self.validation_fraction)
+        if val_data is None and frac > 0:
+            if data.n_trials >= 2:
+                train_data, val_data = data.split_trials(frac, random_state=seed)
+            else:
+                train_data, val_data = data.split_time(1.0 - frac)
+        if val_data is not None:
+            val_data = self._as_data(val_data, "validation_data")
+        if tcfg.window is not None and tcfg.window > train_data.n_time:
+            raise ValueError(f"window ({tcfg.window}) must be <= the number of time bins of the "
+                             f"training data ({train_data.n_time}).")
+
+        model = LowRankRNNModel(mcfg, generator=init_gen)
+        self._init_from_data(model, train_data)
+        proposal = make_proposal(prop_name, model, generator=init_gen,
+                                 kernel_size=self.encoder_kernel, hidden=self.encoder_hidden,
+                                 causal=bool(self.encoder_causal),
+                                 transform="log1p" if data.kind == "counts" else "identity") \
+            if prop_name == "encoder" else make_proposal(prop_name, model)
+        model.to(device)
+        proposal.to(device)
+        y, u = train_data.astensor(device=device)
+        y_val = u_val = None
+        if val_data is not None:
+            y_val, u_val = val_data.astensor(device=device)
+
+        # fitted state is set before training so that a diverged fit keeps its last good model
+        self.model_ = model
+        self.proposal_ = proposal
+        self.model_config_ = mcfg
+        self.train_config_ = tcfg
+        self.proposal_name_ = prop_name
+        self.kind_ = data.kind
+        self.bin_size_ = float(data.bin_size)
+        self.channel_names_ = list(data.channel_names)
+        self.random_seed_ = seed
+        self.device_ = device
+        self.history_ = TrainHistory()
+        logger.info("fitting %s on %s", self, data)
+        self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
+                              inputs_val=u_val, verbose=verbose)
+        return self
+
+    @torch.no_grad()
+    def _init_from_data(self, model: LowRankRNNModel, data: BinnedData) -> None:
+        """Data-dependent initialisation of the observation model (PCA or mean rates)."""
+        y = torch.as_tensor(data.values.reshape(-1, data.n_channels), dtype=torch.float32)
+        obs = model.observation
+        mean = y.mean(0)
+        if model.config.observation == "gaussian":
+            C, cov = self._pca_loadings(y - mean, model.rank)
+            resid = (torch.diagonal(cov) - (C * C).sum(1)).clamp_min(1e-2 * cov.diagonal()
+                                                                     .mean() + 1e-8)
+            obs.C.copy_(C)
+            obs.d.copy_(mean)
+            obs.raw_sd.copy_(softplus_inverse(resid.sqrt()))
+        elif model.config.readout == "affine":
+            # PCA of the smoothed rates mapped through the inverse link: C in η units
+            vals = torch.as_tensor(data.values, dtype=torch.float32)  # (trials, time, C)
+            width = min(5, data.n_time)
+            kernel = torch.ones(data.n_channels, 1, width) / width
+            smooth = torch.nn.functional.conv1d(vals.transpose(1, 2), kernel,
+                                                groups=data.n_channels)
+            rate = smooth.transpose(1, 2).reshape(-1, data.n_channels) / data.bin_size
+            eta = obs.link.inverse(rate + 0.1 * mean.clamp_min(1e-3) / data.bin_size)
+            obs.C.copy_(self._pca_loadings(eta - eta.mean(0), model.rank)[0])
+            obs.init_from_rates(mean.clamp_min(1e-3))
+        else:
+            obs.init_from_rates(mean.clamp_min(1e-3))
+        # latent noise so that the initial stationary variance is about 1 (C scaled for it)
+        a = float(model.transition.decay.detach().mean())
+        model.transition.noise.set_cov(torch.full((model.rank,), 1.0 - a * a))
+
+    @staticmethod
+    def _pca_loadings(centered: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``rank`` principal axes scaled by their SD (C, R), and the covariance (C, C)."""
+        cov = centered.T @ centered / max(1, centered.shape[0] - 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        evals, evecs = evals.flip(0), evecs.flip(1)
+        k = min(rank, evals.numel())
+        C = torch.zeros(cov.shape[0], rank)
+        C[:, :k] = evecs[:, :k] * evals[:k].clamp_min(1e-8).sqrt()
+        return C, cov
+
+    # ------------------------------------------------------------------ inference
+    def _filter(self, data: BinnedData, n_particles: int | None, random_state: Any,
+                return_particles: bool, batch_size: int = 256):
+        K = check_int("n_particles", n_particles, min_value=1, allow_none=True) \
+            or self.train_config_.n_particles
+        gen = _generator(_seed_from(random_state if random_state is not None
+                                    else self.random_seed_), self.device_)
+        y, u = data.astensor(device=self.device_)
+        cfg = self.train_config_
+        out = []
+        for s in range(0, y.shape[0], batch_size):
+            res = particle_filter(self.model_, self.proposal_, y[s:s + batch_size],
+                                  inputs=None if u is None else u[s:s + batch_size],
+                                  n_particles=K, resampler=get_resampler(cfg.resampling),
+                                  ess_threshold=cfg.ess_threshold, generator=gen,
+                                  return_particles=return_particles)
+            out.append(res)
+        return out
+
+    @torch.no_grad()
+    def transform(self, data: BinnedData | np.ndarray, *, return_std: bool = False,
+                  smoothed: bool = True, n_particles: int | None = None,
+                  random_state: Any = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Posterior latents of ``data``.
+
+        Parameters
+        ----------
+        data : BinnedData | ndarray, shape (trials, time, channels)
+        return_std : bool
+            Also return the posterior SD over particles.
+        smoothed : bool
+            True: p(z_t | y_{0:T}) from the particles' ancestral paths (filter-smoother).
+            False: the filtering posterior p(z_t | y_{0:t}).
+        n_particles : int, optional
+            Particles for this call (default: as in training).
+        random_state : int, optional
+            Seed of the filter (default: the fit's seed, so repeated calls agree).
+
+        Returns
+        -------
+        mean : ndarray, shape (trials, time, rank)
+        std : ndarray, shape (trials, time, rank), only if ``return_std``
+        """
+        self._check_fitted("transform")
+        data = self._as_data(data)
+        self._check_compatible(data)
+        means, stds = [], []
+        for res in self._filter(data, n_particles, random_state, return_particles=True):
+            if smoothed:
+                mu, sd = res.smoothed_mean_std()
+            else:
+                mu, sd = res.filtering_mean(), res.filtering_std()
+            means.append(mu.cpu().numpy())
+            stds.append(sd.cpu().numpy())
+        mean = np.concatenate(means)
+        return (mean, np.concatenate(stds)) if return_std else mean
+
+    @torch.no_grad()
+    def score(self, data: BinnedData | np.ndarray, *, n_particles: int | None = None,
+              random_state: Any = None) -> float:
+        """The SMC bound log p̂(y) per time step, averaged over trials (higher is better).
+
+        Parameters
+        ----------
+        data : BinnedData | ndarray, shape (trials, time, channels)
+        n_particles : int, optional
+        random_state : int, optional
+
+        Returns
+        -------
+        float
+        """
+        self._check_fitted("score")
+        data = self._as_data(data)
+        self._check_compatible(data)
+        res = self._filter(data, n_particles, random_state, return_particles=False)
+        total = sum(float(r.log_marginal.sum()) for r in res)
+        return total / (data.n_trials * data.n_time)
+
+    def log_likelihood(self, data: BinnedData | np.ndarray, **kwargs: Any) -> np.ndarray:
+        """log p̂(y) per trial, shape (trials,)."""
+        self._check_fitted("log_likelihood")
+        data = self._as_data(data)
+        self._check_compatible(data)
+        with torch.no_grad():
+            res = self._filter(data, kwargs.get("n_particles"), kwargs.get("random_state"),
+                               return_particles=False)
+        return np.concatenate([r.log_marginal.cpu().numpy() for r in res])
+
+    @torch.no_grad()
+    def sample(self, n_trials: int = 1, n_time: int = 1000, *,
+               inputs: np.ndarray | None = None, burn_in: int = 0,
+               random_state: Any = None,
+               return_latents: bool = False) -> BinnedData | tuple[BinnedData, np.ndarray]:
+        """Generate surrogate data from the fitted model.
+
+        Parameters
+        ----------
+        n_trials, n_time : int
+        inputs : ndarray, shape (n_trials, burn_in + n_time, n_inputs), optional
+            Required when the model was fitted with inputs.
+        burn_in : int
+            Steps simulated first and dropped, to sample the stationary process.
+        random_state : int | Generator | None
+            Same value, same output.
+        return_latents : bool
+            Also return the latent trajectories (n_trials, n_time, rank).
+
+        Returns
+        -------
+        BinnedData
+            values (n_trials, n_time, channels), of the fitted kind and bin size.
+        """
+        self._check_fitted("sample")
+        n_trials = check_int("n_trials", n_trials, min_value=1)
+        n_time = check_int("n_time", n_time, min_value=1)
+        burn_in = check_int("burn_in", burn_in, min_value=0)
+        n_in = self.model_config_.n_inputs
+        u = None
+        if n_in:
+            if inputs is None:
+                raise ValueError(f"the model was fitted with {n_in} inputs; pass inputs "
+                                 f"shaped ({n_trials}, {burn_in + n_time}, {n_in}).")
+            arr = check_array("inputs", inputs, shape=(n_trials, burn_in + n_time, n_in))
+            u = torch.as_tensor(arr, dtype=torch.float32, device=self.device_)
+        elif inputs is not None:
+            raise ValueError("inputs were given but the model was fitted without inputs.")
+        gen = _generator(_seed_from(random_state), self.device_)
+        z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen, burn_in=burn_in)
+        out = BinnedData(y.cpu().numpy(), self.bin_size_, self.kind_,
+                         inputs=None if u is None else arr[:, burn_in:],
+                         channel_names=self.channel_names_,
+                         provenance={"generated_by": "nwb_lrnn.LowRankRNN.sample",
+                                     "burn_in": burn_in})
+        return (out, z.cpu().numpy()) if return_latents else out
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def parameters_(self) -> dict[str, Any]:
+        """Parameters as numpy arrays, named as in :meth:`from_parameters`."""
+        self._check_fitted("parameters_")
+        m = self.model_
+        tr, obs = m.transition, m.observation
+
+        def np_(x):
+            return x.detach().cpu().numpy().copy()
+
+        out: dict[str, Any] = {
+            "U": np_(tr.U), "V": np_(tr.V), "h": np_(tr.h),
+            "decay": np_(tr.decay) if tr.decay.numel() > 1 else float(tr.decay.detach()),
+            "B": None if tr.B is None else np_(tr.B),
+            "noise_z": np_(tr.noise.cov()) if m.config.noise_cov == "full"
+            else np_(torch.diagonal(tr.noise.chol())),
+            "init_mean": np_(tr.init_mean), "init_sd": np_(torch.diagonal(tr.init_noise.chol())),
+            "nonlinearity": dict(m.config.nonlinearity),
+            "observation": m.config.observation, "bin_size": m.config.bin_size,
+        }
+        if m.config.observation == "gaussian":
+            out.update(C=np_(obs.C), d=np_(obs.d), noise_x=np_(obs.sd()))
+        elif m.config.readout == "affine":
+            out.update(C=np_(obs.C), d=np_(obs.d), link=m.config.link, readout="affine")
+        else:
+            out.update(gain=np_(obs.gain), bias=np_(obs.bias), link=m.config.link,
+                       readout="units")
+        return out
+
+    @classmethod
+    def from_parameters(cls, *, U: np.ndarray, V: np.ndarray, h: np.ndarray | None = None,
+                        decay: float | np.ndarray = 0.9,
+                        nonlinearity: str | dict | Nonlinearity = "relu",
+                        B: np.ndarray | None = None, noise_z: float | np.ndarray = 0.1,
+                        C: np.ndarray | None = None, d: np.ndarray | None = None,
+                        noise_x: float | np.ndarray | None = None,
+                        observation: str = "gaussian", bin_size: float = 1.0,
+                        init_mean: np.ndarray | None = None,
+                        init_sd: float | np.ndarray = 1.0, link: str = "softplus",
+                        readout: str | None = None, gain: np.ndarray | None = None,
+                        bias: np.ndarray | None = None, n_particles: int = 64,
+                        proposal: str = "auto", random_state: Any = None,
+                        device: str = "auto") -> LowRankRNN:
+        """A ready-to-use (fitted) estimator built from known arrays (teacher networks, theory).
+
+        Parameters
+        ----------
+        U : ndarray, shape (N, R)
+        V : ndarray, shape (R, N)
+        h : ndarray, shape (N,), optional (default zeros)
+        decay : float or ndarray (R,)
+            a in (0, 1).
+        nonlinearity : str | dict | Nonlinearity
+        B : ndarray, shape (N, n_inputs), optional
+        noise_z : float, ndarray (R,) or ndarray (R, R)
+            Latent noise: a scalar or per-dimension SD, or a full covariance matrix.
+        C : ndarray, shape (n_channels, R), optional
+            Observation matrix. Gaussian default: C = U (observe the unit activity x = U z).
+            Poisson default: one-to-one readout of the units (``readout='units'``).
+        d : ndarray, shape (n_channels,), optional
+        noise_x : float or ndarray (n_channels,), optional
+            Gaussian observation SD (default 0.1).
+        observation : {'gaussian', 'poisson'}
+        bin_size : float
+        init_mean, init_sd : initial-state mean (R,) and SD (scalar or (R,))
+        link, readout, gain, bias : Poisson observation settings (see the class docstring)
+        n_particles, proposal : inference settings for ``transform``/``score``
+        random_state : seed used by ``transform``/``score`` by default
+
+        Returns
+        -------
+        LowRankRNN, fitted
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> est = LowRankRNN.from_parameters(U=np.ones((4, 1)), V=np.ones((1, 4)) / 8,
+        ...                                  h=np.zeros(4), decay=0.5)
+        >>> est.sample(2, 10, random_state=0).values.shape
+        (2, 10, 4)
+        """
+        U = check_array("U", U, ndim=2)
+        N, R = U.shape
+        V = check_array("V", V, shape=(R, N))
+        h = np.zeros(N) if h is None else check_array("h", h, shape=(N,))
+        decay_arr = np.atleast_1d(check_array("decay", decay, ndim=(0, 1)))
+        if decay_arr.size not in (1, R) or np.any((decay_arr <= 0) | (decay_arr >= 1)):
+            raise ValueError(f"decay must be a scalar or an array of {R} values in (0, 1), got "
+                             f"{decay!r}.")
+        n_in = 0
+        if B is not None:
+            B = check_array("B", B, ndim=2)
+            if B.shape[0] != N:
+                raise ValueError(f"B must have shape ({N}, n_inputs), got {B.shape}.")
+            n_in = B.shape[1]
+        nz = check_array("noise_z", noise_z, ndim=(0, 1, 2))
+        noise_cov = "full" if nz.ndim == 2 else "diag"
+        if nz.ndim == 2 and nz.shape != (R, R):
+            raise ValueError(f"noise_z as a covariance must have shape ({R}, {R}), got "
+                             f"{nz.shape}.")
+        if nz.ndim == 1 and nz.size != R:
+            raise ValueError(f"noise_z as SDs must have {R} values, got {nz.size}.")
+        if nz.ndim < 2 and np.any(nz <= 0):
+            raise ValueError(f"noise_z must be positive, got {noise_z!r}.")
+        if nz.ndim == 2 and np.any(np.linalg.eigvalsh((nz + nz.T) / 2) <= 0):
+            raise ValueError("noise_z as a covariance must be symmetric positive definite.")
+        obs = check_option("observation", observation, ("gaussian", "poisson"))
+        nl = get_nonlinearity(nonlinearity)
+        if obs == "gaussian":
+            C = U.copy() if C is None else check_array("C", C, ndim=2)
+            if C.shape[1] != R:
+                raise ValueError(f"C must have shape (n_channels, {R}), got {C.shape}.")
+            n_ch = C.shape[0]
+            d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
+            sx = np.broadcast_to(check_array("noise_x", 0.1 if noise_x is None else noise_x,
+                                             ndim=(0, 1)), (n_ch,))
+            if np.any(sx <= 0):
+                raise ValueError("noise_x must be positive.")
+            readout = "affine"
+        else:
+            readout = check_option("readout", readout or ("affine" if C is not None else
+                                                          "units"), ("affine", "units"))
+            if readout == "affine":
+                if C is None:
+                    raise ValueError("readout='affine' needs C (n_channels, R).")
+                C = check_array("C", C, ndim=2)
+                n_ch = C.shape[0]
+                d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
+            else:
+                n_ch = N if gain is None else check_array("gain", gain, ndim=1).size
+                gain = np.ones(n_ch) if gain is None else check_array("gain", gain,
+                                                                       shape=(n_ch,))
+                bias = np.zeros(n_ch) if bias is None else check_array("bias", bias,
+                                                                       shape=(n_ch,))
+        mcfg = ModelConfig(rank=R, n_units=N, n_channels=n_ch, n_inputs=n_in, observation=obs,
+                           nonlinearity=nl.to_config(), noise_cov=noise_cov,
+                           decay_per_dim=decay_arr.size > 1, link=link, readout=readout,
+                           bin_size=bin_size)
+        model = LowRankRNNModel(mcfg, generator=torch.Generator().manual_seed(0))
+        tr, ob = model.transition, model.observation
+
+        def t_(x):
+            return torch.tensor(np.asarray(x), dtype=torch.float32)
+
+        with torch.no_grad():
+            tr.U.copy_(t_(U))
+            tr.V = t_(V)
+            tr.h.copy_(t_(h))
+            tr.decay_logit.copy_(t_(np.log(decay_arr / (1 - decay_arr))))
+            if n_in:
+                tr.B.copy_(t_(B))
+            tr.noise.set_cov(np.full(R, nz ** 2) if nz.ndim == 0 else
+                             nz ** 2 if nz.ndim == 1 else nz)
+            tr.init_mean.copy_(t_(np.zeros(R) if init_mean is None else
+                                  check_array("init_mean", init_mean, shape=(R,))))
+            isd = np.broadcast_to(check_array("init_sd", init_sd, ndim=(0, 1)), (R,))
+            tr.init_noise.set_cov(t_(isd ** 2))
+            if obs == "gaussian":
+                ob.C.copy_(t_(C))
+                ob.d.copy_(t_(d))
+                ob.raw_sd.copy_(softplus_inverse(t_(sx) - 1e-4))
+            elif readout == "affine":
+                ob.C.copy_(t_(C))
+                ob.d.copy_(t_(d))
+            else:
+                ob.gain.copy_(t_(gain))
+                ob.bias.copy_(t_(bias))
+        est = cls(rank=R, n_units=N, observation=obs, nonlinearity=nl.to_config(),
+                  n_particles=n_particles, proposal=proposal, noise_cov=noise_cov,
+                  decay_per_dim=decay_arr.size > 1, link=link, readout=readout,
+                  random_state=random_state, device=device, verbose=False)
+        prop = proposal if proposal != "auto" else ("optimal" if obs == "gaussian"
+                                                    else "bootstrap")
+        dummy = BinnedData(np.zeros((1, 2, n_ch)), bin_size,
+                           "continuous" if obs == "gaussian" else "counts",
+                           inputs=np.zeros((1, 2, n_in)) if n_in else None)
+        _, tcfg, _ = est._validated_settings(dummy)
+        dev = _resolve_device(device)
+        est.model_ = model.to(dev)
+        est.proposal_ = make_proposal(prop, model).to(dev)
+        est.proposal_name_ = prop
+        est.model_config_ = mcfg
+        est.train_config_ = tcfg
+        est.kind_ = "continuous" if obs == "gaussian" else "counts"
+        est.bin_size_ = float(bin_size)
+        est.channel_names_ = [f"ch{i}" for i in range(n_ch)]
+        est.random_seed_ = _seed_from(random_state)
+        est.device_ = dev
+        est.history_ = TrainHistory()
+        return est

@@ -1,0 +1,324 @@
+"""Proposal distributions q(z_t | z_{t-1}, y) for the particle filter, behind one interface.
+
+A proposal is used in two phases:
+
+1. ``prepare(model, y, inputs, noise)`` once per filter call (once per optimiser step): every
+   quantity that does not depend on the particles is computed here for the whole sequence
+   (Kalman gains and Cholesky factors, encoder outputs, input drives, the Gaussian noise).
+2. ``initial(ctx)`` and ``step(ctx, t, z_prev)`` inside the time loop, returning new particles
+   and their *incremental* log-weights log p(y_t|z_t) + log p(z_t|z_{t-1}) − log q(z_t|·).
+
+Shapes: y (B, T, C), inputs (B, T, I), particles (K, B, R), log-weights (K, B).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from .._validate import check_int, check_option
+from ..model.noise import softplus_inverse
+from ..model.observation import GaussianObservation
+from ..model.rnn import LowRankRNNModel
+
+__all__ = [
+    "PROPOSALS",
+    "BootstrapProposal",
+    "EncoderProposal",
+    "OptimalGaussianProposal",
+    "Proposal",
+    "make_proposal",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class _Context:
+    """Per-call precomputations shared by the proposals (internal)."""
+
+    model: LowRankRNNModel
+    y: torch.Tensor  # (B, T, C)
+    drive: torch.Tensor  # (N,) or (B, T, N): B u_t − h
+    eps: torch.Tensor  # (T, K, B, R) standard normal draws
+    extra: dict[str, Any]
+
+    def drive_at(self, t: int) -> torch.Tensor:
+        """Drive of the transition from t-1 to t: (N,) or (B, N)."""
+        return self.drive if self.drive.ndim == 1 else self.drive[:, t - 1]
+
+
+class Proposal(nn.Module):
+    """Interface of a proposal (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+
+    def prepare(self, model: LowRankRNNModel, y: torch.Tensor, inputs: torch.Tensor | None,
+                eps: torch.Tensor) -> _Context:
+        drive = model.transition.drive(inputs)
+        return _Context(model=model, y=y, drive=drive, eps=eps, extra={})
+
+    def initial(self, ctx: _Context) -> tuple[torch.Tensor, torch.Tensor]:
+        """Particles z_0 (K, B, R) and their log-weights (K, B)."""
+        raise NotImplementedError
+
+    def step(self, ctx: _Context, t: int,
+             z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Particles z_t (K, B, R) from resampled z_{t-1} and incremental log-weights (K, B)."""
+        raise NotImplementedError
+
+
+class BootstrapProposal(Proposal):
+    """q = the transition p(z_t | z_{t-1}); weight = p(y_t | z_t). Any observation model."""
+
+    name = "bootstrap"
+
+    def initial(self, ctx):
+        tr = ctx.model.transition
+        z = tr.init_mean + ctx.eps[0] @ tr.init_noise.chol().T
+        return z, ctx.model.observation.log_prob(ctx.y[:, 0], z)
+
+    def prepare(self, model, y, inputs, eps):
+        ctx = super().prepare(model, y, inputs, eps)
+        ctx.extra["L"] = model.transition.noise.chol()
+        return ctx
+
+    def step(self, ctx, t, z_prev):
+        tr = ctx.model.transition
+        z = tr.mean(z_prev, ctx.drive_at(t)) + ctx.eps[t] @ ctx.extra["L"].T
+        return z, ctx.model.observation.log_prob(ctx.y[:, t], z)
+
+
+def _gaussian_update_factors(prior_cov: torch.Tensor, C: torch.Tensor, sd: torch.Tensor,
+                             y_centered: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Factors of the Kalman update of N(m, Σ) by y = C z + d + N(0, diag sd²).
+
+    With D = diag sd², Λ = Σ⁻¹ + Cᵀ D⁻¹ C and P = Λ⁻¹ the posterior is
+    N(P Σ⁻¹ m + P Cᵀ D⁻¹ (y − d), P) and the predictive density N(y; C m + d, C Σ Cᵀ + D)
+    has log-density −½ (c_y + mᵀ Q m + mᵀ l_y + logdet S + C log 2π), all computed in
+    R dimensions (Woodbury), never forming the C×C covariance.
+
+    Parameters
+    ----------
+    prior_cov : (R, R)
+    C : (C, R); sd : (C,); y_centered : (..., C) the data minus d
+
+    Returns
+    -------
+    dict with A = P Σ⁻¹ (R, R), P_chol (R, R), Q (R, R), and per data point pe = P e (..., R),
+    lin (..., R), const (...) where e = Cᵀ D⁻¹ (y − d).
+    """
+    R = prior_cov.shape[0]
+    eye = torch.eye(R, dtype=prior_cov.dtype, device=prior_cov.device)
+    L = torch.linalg.cholesky(prior_cov)
+    prior_prec = torch.cholesky_inverse(L)
+    CtDinv = (C / (sd * sd)[:, None]).T  # (R, C)
+    G = CtDinv @ C
+    Lam = prior_prec + G
+    Lam_chol = torch.linalg.cholesky(Lam)
+    P = torch.cholesky_inverse(Lam_chol)
+    P = 0.5 * (P + P.T)
+    P_chol = torch.linalg.cholesky(P)
+    e = y_centered @ CtDinv.T  # (..., R)
+    s = ((y_centered / sd) ** 2).sum(-1)  # (...)
+    pe = e @ P  # P symmetric
+    logdet_S = (2.0 * torch.log(sd).sum() + 2.0 * torch.log(torch.diagonal(L)).sum()
+                + 2.0 * torch.log(torch.diagonal(Lam_chol)).sum())
+    n_obs = C.shape[0]
+    Q = G - G @ P @ G
+    lin = -2.0 * (e - pe @ G)  # −2 (I − G P) e, G and P symmetric
+    const = s - (e * pe).sum(-1) + logdet_S + n_obs * _LOG_2PI
+    return {"A": P @ prior_prec, "P_chol": P_chol, "Q": 0.5 * (Q + Q.T), "pe": pe, "lin": lin,
+            "const": const, "eye": eye}
+
+
+class OptimalGaussianProposal(Proposal):
+    """The locally optimal proposal for Gaussian observations (a Kalman update per particle).
+
+    q(z_t | z_{t-1}, y_t) ∝ p(z_t | z_{t-1}) p(y_t | z_t) is Gaussian with a covariance shared by
+    all particles and time steps; the incremental weight is the predictive density
+    N(y_t; C m_t + d, C Σ_z Cᵀ + diag σ²) of m_t = E[z_t | z_{t-1}], independent of the sample.
+    Gains and Cholesky factors are computed once per call (once per optimiser step).
+    """
+
+    name = "optimal"
+
+    def prepare(self, model, y, inputs, eps):
+        obs = model.observation
+        if not isinstance(obs, GaussianObservation):
+            raise ValueError("proposal='optimal' needs a Gaussian observation model, got "
+                             f"{type(obs).__name__}; use 'encoder' or 'bootstrap'.")
+        ctx = super().prepare(model, y, inputs, eps)
+        tr = model.transition
+        yc = y - obs.d
+        sd = obs.sd()
+        f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, sd, yc[:, 0])
+        f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, yc[:, 1:])
+        # noise of every step, already scaled and shifted: pe_t + P_chol ε_t
+        shift0 = f0["pe"] + eps[0] @ f0["P_chol"].T  # (K, B, R)
+        shift = f["pe"].transpose(0, 1).unsqueeze(1) + eps[1:] @ f["P_chol"].T  # (T-1, K, B, R)
+        ctx.extra.update(f0=f0, A=f["A"].T, Q=f["Q"], lin=f["lin"].transpose(0, 1).contiguous(),
+                         const=f["const"].T.contiguous(), shift=shift, shift0=shift0)
+        return ctx
+
+    @staticmethod
+    def _log_weight(m, Q, lin, const):
+        return -0.5 * (((m @ Q + lin) * m).sum(-1) + const)
+
+    def initial(self, ctx):
+        tr = ctx.model.transition
+        f0 = ctx.extra["f0"]
+        m = tr.init_mean.expand_as(ctx.eps[0])
+        z = m @ f0["A"].T + ctx.extra["shift0"]
+        return z, self._log_weight(m, f0["Q"], f0["lin"], f0["const"])
+
+    def step(self, ctx, t, z_prev):
+        x = ctx.extra
+        m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
+        z = m @ x["A"] + x["shift"][t - 1]
+        return z, self._log_weight(m, x["Q"], x["lin"][t - 1], x["const"][t - 1])
+
+
+class Encoder(nn.Module):
+    """Small 1-D CNN mapping observations (B, T, C) to a Gaussian over z_t: mean and SD (B, T, R).
+
+    Parameters
+    ----------
+    n_channels, rank : int
+    hidden : int
+        Channels of the hidden convolution.
+    kernel_size : int
+        Temporal extent of each convolution (odd for ``causal=False``).
+    causal : bool
+        True: e(z_t) sees y_{≤t} only (filtering). False: a window centred on t (smoothing).
+    transform : {'identity', 'log1p'}
+        Applied to y first ('log1p' for counts).
+    """
+
+    def __init__(self, n_channels: int, rank: int, *, hidden: int = 64, kernel_size: int = 11,
+                 causal: bool = False, transform: str = "identity",
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.causal = bool(causal)
+        self.kernel_size = check_int("encoder_kernel", kernel_size, min_value=1)
+        self.transform = check_option("encoder_transform", transform, ("identity", "log1p"))
+        self.conv1 = nn.Conv1d(n_channels, hidden, kernel_size)
+        self.conv2 = nn.Conv1d(hidden, 2 * rank, kernel_size)
+        if generator is not None:
+            with torch.no_grad():
+                for conv in (self.conv1, self.conv2):
+                    bound = 1.0 / math.sqrt(conv.in_channels * conv.kernel_size[0])
+                    conv.weight.uniform_(-bound, bound, generator=generator)
+                    conv.bias.uniform_(-bound, bound, generator=generator)
+        with torch.no_grad():  # start uninformative: q ≈ the transition, not a random guess
+            self.conv2.weight.mul_(0.01)
+            self.conv2.bias.zero_()
+            self.conv2.bias[rank:] = float(softplus_inverse(3.0))
+        self.rank = rank
+
+    def _pad(self, x):
+        k = self.kernel_size - 1
+        pad = (k, 0) if self.causal else (k // 2, k - k // 2)
+        return nn.functional.pad(x, pad)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.log1p(y) if self.transform == "log1p" else y
+        x = x.transpose(1, 2)  # (B, C, T)
+        x = nn.functional.gelu(self.conv1(self._pad(x)))
+        x = self.conv2(self._pad(x)).transpose(1, 2)  # (B, T, 2R)
+        mean, raw = x[..., : self.rank], x[..., self.rank:]
+        return mean, softplus(raw) + 1e-3
+
+
+class EncoderProposal(Proposal):
+    """q(z_t | z_{t-1}, y) ∝ p(z_t | z_{t-1}) · N(z_t; μ_e(y)_t, diag σ_e(y)_t²).
+
+    The encoder is a small CNN (:class:`Encoder`) trained jointly with the model. Works with
+    any observation model (needed for Poisson data).
+    """
+
+    name = "encoder"
+
+    def __init__(self, n_channels: int, rank: int, **encoder_kwargs):
+        super().__init__()
+        self.encoder = Encoder(n_channels, rank, **encoder_kwargs)
+
+    @staticmethod
+    def _product(prior_cov, enc_mean, enc_sd):
+        """Factors of N(m, Σ) · N(μ_e, diag σ_e²) for every (B, T): A (B,T,R,R) so that the
+        mean is A m + b, b (B,T,R), and the Cholesky factor of the covariance (B,T,R,R)."""
+        prior_prec = torch.cholesky_inverse(torch.linalg.cholesky(prior_cov))
+        enc_prec = enc_sd ** -2
+        prec = prior_prec + torch.diag_embed(enc_prec)
+        prec_chol = torch.linalg.cholesky(prec)
+        P = torch.cholesky_inverse(prec_chol)
+        P = 0.5 * (P + P.transpose(-1, -2))
+        P_chol = torch.linalg.cholesky(P)
+        A = P @ prior_prec
+        b = (P @ (enc_mean * enc_prec).unsqueeze(-1)).squeeze(-1)
+        logdet_q = 2.0 * torch.log(torch.diagonal(P_chol, dim1=-2, dim2=-1)).sum(-1)
+        return A, b, P_chol, logdet_q
+
+    def prepare(self, model, y, inputs, eps):
+        ctx = super().prepare(model, y, inputs, eps)
+        tr = model.transition
+        mean, sd = self.encoder(y)  # (B, T, R)
+        A0, b0, Pc0, ld0 = self._product(tr.init_noise.cov(), mean[:, :1], sd[:, :1])
+        A, b, Pc, ld = self._product(tr.noise.cov(), mean[:, 1:], sd[:, 1:])
+        L = tr.noise.chol()
+        L0 = tr.init_noise.chol()
+        R = tr.rank
+        # sample noise of every step, (T, K, B, R): P_chol ε
+        noise0 = torch.einsum("bij,kbj->kbi", Pc0[:, 0], eps[0])
+        noise = torch.einsum("btij,tkbj->tkbi", Pc, eps[1:])
+        sq = (eps * eps).sum(-1)  # (T, K, B): −2 log q's quadratic part
+        ctx.extra.update(
+            A0=A0[:, 0], b0=b0[:, 0], noise0=noise0, ld0=ld0[:, 0],
+            A=A.transpose(0, 1).contiguous(), b=b.transpose(0, 1).contiguous(), noise=noise,
+            ld=ld.T.contiguous(), sq=sq, Linv=torch.linalg.inv(L), L0inv=torch.linalg.inv(L0),
+            logdet_p=2.0 * torch.log(torch.diagonal(L)).sum(),
+            logdet_p0=2.0 * torch.log(torch.diagonal(L0)).sum(), R=R)
+        return ctx
+
+    @staticmethod
+    def _weight(ctx, t, z, m, Linv, logdet_p, logdet_q):
+        # log p(z | m) − log q(z) + log p(y | z); the 2π terms cancel
+        r = (z - m) @ Linv.T
+        log_trans = -0.5 * ((r * r).sum(-1) + logdet_p)
+        log_q = -0.5 * (ctx.extra["sq"][t] + logdet_q)
+        return ctx.model.observation.log_prob(ctx.y[:, t], z) + log_trans - log_q
+
+    def initial(self, ctx):
+        x = ctx.extra
+        m = ctx.model.transition.init_mean
+        z = (x["A0"] @ m) + x["b0"] + x["noise0"]
+        return z, self._weight(ctx, 0, z, m, x["L0inv"], x["logdet_p0"], x["ld0"])
+
+    def step(self, ctx, t, z_prev):
+        x = ctx.extra
+        m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
+        z = torch.einsum("bij,kbj->kbi", x["A"][t - 1], m) + x["b"][t - 1] + x["noise"][t - 1]
+        return z, self._weight(ctx, t, z, m, x["Linv"], x["logdet_p"], x["ld"][t - 1])
+
+
+PROPOSALS = ("bootstrap", "optimal", "encoder")
+
+
+def make_proposal(name: str, model: LowRankRNNModel, *, generator=None,
+                  **encoder_kwargs) -> Proposal:
+    """Build a proposal for ``model`` from its name ('bootstrap', 'optimal', 'encoder')."""
+    name = check_option("proposal", name, PROPOSALS)
+    if name == "bootstrap":
+        return BootstrapProposal()
+    if name == "optimal":
+        if not isinstance(model.observation, GaussianObservation):
+            raise ValueError("proposal='optimal' needs observation='gaussian' (a closed-form "
+                             "Kalman update); for counts use proposal='encoder' or 'bootstrap'.")
+        return OptimalGaussianProposal()
+    return EncoderProposal(model.config.n_channels, model.config.rank, generator=generator,
+                           **encoder_kwargs)

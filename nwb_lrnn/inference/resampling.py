@@ -1,0 +1,80 @@
+"""Resampling schemes for the particle filter.
+
+A resampler maps normalised log-weights (K, B) to ancestor indices (K, B). Indices carry no
+gradient: the VSMC gradient ignores the resampling step (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from .._validate import check_option
+
+__all__ = ["RESAMPLERS", "MultinomialResampler", "Resampler", "SystematicResampler",
+           "get_resampler"]
+
+
+class Resampler:
+    """Interface: ``resampler(log_weights, generator) -> ancestors``.
+
+    Parameters
+    ----------
+    log_weights : Tensor, shape (K, B)
+        Log-weights per particle and sequence (need not be normalised).
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    LongTensor, shape (K, B): the ancestor of each new particle.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, log_weights: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MultinomialResampler(Resampler):
+    """K independent draws from the categorical distribution of the weights."""
+
+    name = "multinomial"
+
+    @torch.no_grad()
+    def __call__(self, log_weights, generator=None):
+        probs = torch.softmax(log_weights.detach(), dim=0).T  # (B, K)
+        K = log_weights.shape[0]
+        return torch.multinomial(probs, K, replacement=True, generator=generator).T.contiguous()
+
+
+class SystematicResampler(Resampler):
+    """One uniform offset per sequence, K evenly spaced points on the weights' CDF."""
+
+    name = "systematic"
+
+    @torch.no_grad()
+    def __call__(self, log_weights, generator=None):
+        K, B = log_weights.shape
+        cdf = torch.softmax(log_weights.detach(), dim=0).T.cumsum(dim=1)  # (B, K)
+        cdf[:, -1] = 1.0
+        u = torch.rand(B, 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
+        points = (u + torch.arange(K, device=cdf.device, dtype=cdf.dtype)) / K
+        idx = torch.searchsorted(cdf, points, right=False)
+        return idx.clamp_(max=K - 1).T.contiguous()
+
+
+RESAMPLERS: dict[str, type[Resampler]] = {
+    cls.name: cls for cls in (MultinomialResampler, SystematicResampler)
+}
+
+
+def get_resampler(spec: str | Resampler) -> Resampler:
+    """Map 'multinomial' / 'systematic' (or an instance) to a :class:`Resampler`."""
+    if isinstance(spec, Resampler):
+        return spec
+    return RESAMPLERS[check_option("resampling", spec, RESAMPLERS)]()

@@ -1,0 +1,294 @@
+"""Training: maximise the VSMC bound with Adam (DESIGN §3).
+
+:func:`train` is a plain function over tensors; the estimator wraps it. It keeps a history of the
+training (and validation) bound per epoch, stops early when the validation bound stops
+improving, and guards against NaN: on a non-finite loss or gradient it restores the last good
+parameters and raises :class:`FitDivergedError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from .._validate import check_float, check_int, check_option
+from ..model.rnn import LowRankRNNModel
+from .proposals import Proposal
+from .resampling import RESAMPLERS, get_resampler
+from .smc import particle_filter
+
+__all__ = ["FitDivergedError", "TrainConfig", "TrainHistory", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+class FitDivergedError(FloatingPointError):
+    """The bound or its gradient became non-finite; the last good parameters were restored."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Settings of the VSMC training loop (saved as JSON with every fit).
+
+    Parameters
+    ----------
+    n_particles : int
+        K, particles per sequence.
+    resampling : {'systematic', 'multinomial'}
+    ess_threshold : float in (0, 1] or None
+        Resample when ESS < threshold · K; None resamples every step.
+    learning_rate : float
+        Initial Adam learning rate.
+    lr_final : float or None
+        Learning rate reached after ``max_epochs`` (exponential decay); None keeps it constant.
+    grad_clip : float or None
+        Maximal gradient norm.
+    batch_size : int
+        Sequences per optimiser step.
+    max_epochs : int
+    steps_per_epoch : int or None
+        Optimiser steps per epoch; None: one pass over the training sequences.
+    window : int or None
+        Train on random windows of this many bins (long recordings); None: whole trials.
+    patience : int or None
+        Stop when the validation bound (else the training bound) has not improved for this many
+        epochs.
+    """
+
+    n_particles: int = 32
+    resampling: str = "systematic"
+    ess_threshold: float | None = None
+    learning_rate: float = 1e-2
+    lr_final: float | None = 1e-3
+    grad_clip: float | None = 10.0
+    batch_size: int = 16
+    max_epochs: int = 200
+    steps_per_epoch: int | None = None
+    window: int | None = None
+    patience: int | None = None
+
+    def __post_init__(self):
+        check_int("n_particles", self.n_particles, min_value=1)
+        check_option("resampling", self.resampling, RESAMPLERS)
+        check_float("ess_threshold", self.ess_threshold, min_value=0.0, max_value=1.0,
+                    strict_min=True, allow_none=True)
+        check_float("learning_rate", self.learning_rate, min_value=0.0, strict_min=True)
+        check_float("lr_final", self.lr_final, min_value=0.0, strict_min=True, allow_none=True)
+        check_float("grad_clip", self.grad_clip, min_value=0.0, strict_min=True,
+                    allow_none=True)
+        check_int("batch_size", self.batch_size, min_value=1)
+        check_int("max_epochs", self.max_epochs, min_value=1)
+        check_int("steps_per_epoch", self.steps_per_epoch, min_value=1, allow_none=True)
+        check_int("window", self.window, min_value=2, allow_none=True)
+        check_int("patience", self.patience, min_value=1, allow_none=True)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record of a fit. Bounds are per time step (log p̂(y) / T, averaged)."""
+
+    train_bound: list[float] = field(default_factory=list)
+    val_bound: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _batches(n_seq: int, n_time: int, cfg: TrainConfig, generator: torch.Generator):
+    """Yield (sequence indices, start) for one epoch."""
+    steps = cfg.steps_per_epoch or max(1, math.ceil(n_seq / cfg.batch_size))
+    perm = torch.randperm(n_seq, generator=generator)
+    for s in range(steps):
+        if cfg.steps_per_epoch is None:
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+        else:
+            idx = torch.randint(n_seq, (min(cfg.batch_size, n_seq) if cfg.window is None
+                                        else cfg.batch_size,), generator=generator)
+        if cfg.window is not None:
+            starts = torch.randint(n_time - cfg.window + 1, (len(idx),), generator=generator)
+        else:
+            starts = None
+        yield idx, starts
+
+
+def _take(x: torch.Tensor | None, idx, starts, window):
+    if x is None:
+        return None
+    if starts is None:
+        return x[idx.to(x.device)]
+    ar = torch.arange(window)
+    t_idx = (starts[:, None] + ar[None, :]).to(x.device)
+    return x[idx.to(x.device)[:, None], t_idx]
+
+
+def evaluate_bound(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
+                   inputs: torch.Tensor | None, cfg: TrainConfig, generator: torch.Generator,
+                   batch_size: int = 64) -> float:
+    """Mean bound per time step over all sequences (no gradient)."""
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, y.shape[0], batch_size):
+            res = particle_filter(model, proposal, y[s:s + batch_size],
+                                  inputs=None if inputs is None else inputs[s:s + batch_size],
+                                  n_particles=cfg.n_particles,
+                                  resampler=get_resampler(cfg.resampling),
+                                  ess_threshold=cfg.ess_threshold, generator=generator)
+            total += float(res.log_marginal.sum())
+    return total / (y.shape[0] * y.shape[1])
+
+
+def _progress(total: int, verbose: bool):
+    if not verbose or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="VSMC fit", unit="epoch", leave=False)
+
+
+def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
+          inputs: torch.Tensor | None, cfg: TrainConfig, *, generator: torch.Generator,
+          y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
+          verbose: bool = True) -> TrainHistory:
+    """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
+
+    Parameters
+    ----------
+    model : LowRankRNNModel
+    proposal : Proposal
+        Its parameters (an encoder's) are trained jointly.
+    y : Tensor, shape (n_seq, T, C)
+    inputs : Tensor, shape (n_seq, T, I) or None
+    cfg : TrainConfig
+    generator : torch.Generator
+        All randomness of training (batches, windows, particles) comes from it.
+    y_val, inputs_val : Tensor, optional
+        Validation sequences; their bound is recorded each epoch and drives early stopping.
+    verbose : bool
+        Show a progress bar (only on a terminal).
+
+    Returns
+    -------
+    TrainHistory
+
+    Raises
+    ------
+    FitDivergedError
+        When the bound or a gradient is not finite. The parameters of the last good step are
+        restored first.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    n_seq, n_time, _ = y.shape
+    if cfg.window is not None and cfg.window > n_time:
+        raise ValueError(f"window ({cfg.window}) must be <= the number of time bins per "
+                         f"sequence ({n_time}).")
+    params = list(model.parameters()) + [p for p in proposal.parameters()
+                                         if all(p is not q for q in model.parameters())]
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate)
+    gamma = 1.0 if cfg.lr_final is None else (cfg.lr_final / cfg.learning_rate) ** (
+        1.0 / max(1, cfg.max_epochs))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    resampler = get_resampler(cfg.resampling)
+    hist = TrainHistory()
+    best, best_state, since_best = -math.inf, None, 0
+    last_good = _ParamBuffer(params)
+    bar = _progress(cfg.max_epochs, verbose)
+    try:
+        for epoch in range(cfg.max_epochs):
+            ep_total, ep_count = 0.0, 0
+            for idx, starts in _batches(n_seq, n_time, cfg, generator):
+                yb = _take(y, idx, starts, cfg.window)
+                ub = _take(inputs, idx, starts, cfg.window)
+                try:
+                    res = particle_filter(model, proposal, yb, inputs=ub,
+                                          n_particles=cfg.n_particles, resampler=resampler,
+                                          ess_threshold=cfg.ess_threshold, generator=generator)
+                    loss = -res.log_marginal.mean() / yb.shape[1]
+                except torch.linalg.LinAlgError as err:  # a covariance lost definiteness
+                    last_good.restore()
+                    raise FitDivergedError(
+                        f"The SMC bound became non-finite at epoch {epoch} ({err}); the last "
+                        "good parameters were restored. Try a smaller learning_rate.") from err
+                if not torch.isfinite(loss):
+                    last_good.restore()
+                    raise FitDivergedError(
+                        f"The SMC bound became non-finite at epoch {epoch} ({float(loss)}); "
+                        "the last good parameters were restored. Try a smaller learning_rate, "
+                        "more particles, or standardised data.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                else:
+                    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params
+                                          if p.grad is not None))
+                if not torch.isfinite(norm):
+                    last_good.restore()
+                    raise FitDivergedError(
+                        f"A gradient became non-finite at epoch {epoch}; the last good "
+                        "parameters were restored. Try a smaller learning_rate or grad_clip.")
+                last_good.save()
+                opt.step()
+                ep_total += -float(loss.detach()) * len(idx)
+                ep_count += len(idx)
+            sched.step()
+            hist.train_bound.append(ep_total / ep_count)
+            hist.learning_rate.append(opt.param_groups[0]["lr"])
+            score = hist.train_bound[-1]
+            if y_val is not None:
+                score = evaluate_bound(model, proposal, y_val, inputs_val, cfg, generator)
+                hist.val_bound.append(score)
+            if score > best:
+                best, since_best, hist.best_epoch = score, 0, epoch
+                if cfg.patience is not None:
+                    best_state = best_state or _ParamBuffer(params)
+                    best_state.save()
+            else:
+                since_best += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(bound=f"{hist.train_bound[-1]:.3f}")
+            logger.debug("epoch %d: train bound %.4f", epoch, hist.train_bound[-1])
+            if cfg.patience is not None and since_best >= cfg.patience:
+                hist.stopped_early = True
+                logger.info("early stop at epoch %d (best %d)", epoch, hist.best_epoch)
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        hist.seconds = time.perf_counter() - t0
+    if best_state is not None:
+        best_state.restore()
+    return hist
+
+
+class _ParamBuffer:
+    """Preallocated copy of a list of parameters (cheap to refresh after every step)."""
+
+    def __init__(self, params):
+        self.params = params
+        self.values = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def save(self):
+        for v, p in zip(self.values, self.params, strict=True):
+            v.copy_(p)
+
+    @torch.no_grad()
+    def restore(self):
+        for v, p in zip(self.values, self.params, strict=True):
+            p.copy_(v)

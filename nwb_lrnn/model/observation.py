@@ -1,0 +1,232 @@
+"""Observation models p(y_t | z_t), all behind one interface.
+
+- :class:`GaussianObservation`: y = C z + d + η, η ~ N(0, diag σ²) (EEG, LFP, calcium).
+- :class:`PoissonObservation`: y ~ Poisson(Δ · f(η)) with η = C z + d (``readout='affine'``) or,
+  one-to-one with the first ``n_channels`` RNN units, η_i = β_i φ(u_iᵀ z − h_i) + b_i
+  (``readout='units'``). f is a :class:`Link` (softplus or exp).
+
+Shapes: observations are (..., n_channels) and latents (..., R); ``log_prob`` sums over
+channels and broadcasts over leading dimensions (particles lead).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from .._validate import check_option
+from .noise import softplus_inverse
+
+__all__ = [
+    "LINKS",
+    "ExpLink",
+    "GaussianObservation",
+    "Link",
+    "ObservationModel",
+    "PoissonObservation",
+    "SoftplusLink",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Link:
+    """Interface: a positive inverse link f for Poisson rates."""
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, eta: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log(self, eta: torch.Tensor) -> torch.Tensor:
+        """log f(η), computed stably."""
+        return torch.log(self(eta))
+
+    def inverse(self, rate: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SoftplusLink(Link):
+    name = "softplus"
+
+    def __call__(self, eta):
+        return softplus(eta)
+
+    def log(self, eta):
+        return torch.log(softplus(eta) + 1e-12)
+
+    def inverse(self, rate):
+        return softplus_inverse(torch.clamp(rate, min=1e-6))
+
+
+class ExpLink(Link):
+    name = "exp"
+
+    def __call__(self, eta):
+        return torch.exp(eta)
+
+    def log(self, eta):
+        return eta
+
+    def inverse(self, rate):
+        return torch.log(torch.clamp(rate, min=1e-6))
+
+
+LINKS: dict[str, type[Link]] = {cls.name: cls for cls in (SoftplusLink, ExpLink)}
+
+
+class ObservationModel(nn.Module):
+    """Interface of an observation model.
+
+    Attributes
+    ----------
+    kind : {'continuous', 'counts'}
+        The kind of :class:`~nwb_lrnn.BinnedData` it explains.
+    n_channels : int
+    """
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    n_channels: int
+
+    def log_prob(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(y | z) summed over channels.
+
+        Parameters
+        ----------
+        y : Tensor, shape (..., n_channels), broadcastable against z's leading dims
+        z : Tensor, shape (..., R)
+
+        Returns
+        -------
+        Tensor, shape of the broadcast leading dimensions
+        """
+        raise NotImplementedError
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[y | z], shape (..., n_channels)."""
+        raise NotImplementedError
+
+    def sample(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw y ~ p(y | z), shape (..., n_channels)."""
+        raise NotImplementedError
+
+
+class GaussianObservation(ObservationModel):
+    """y = C z + d + η, η ~ N(0, diag σ²).
+
+    Parameters: ``C`` (n_channels, R), ``d`` (n_channels,), ``raw_sd`` (n_channels,) with
+    σ = softplus(raw_sd) + 1e-4.
+    """
+
+    kind = "continuous"
+    name = "gaussian"
+
+    def __init__(self, n_channels: int, rank: int, *, sd: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_channels = int(n_channels)
+        self.C = nn.Parameter(torch.randn(n_channels, rank, generator=generator)
+                              / math.sqrt(rank))
+        self.d = nn.Parameter(torch.zeros(n_channels))
+        self.raw_sd = nn.Parameter(softplus_inverse(torch.full((n_channels,), float(sd))))
+
+    def sd(self) -> torch.Tensor:
+        """σ, shape (n_channels,)."""
+        return softplus(self.raw_sd) + 1e-4
+
+    def mean(self, z):
+        return z @ self.C.T + self.d
+
+    def log_prob(self, y, z):
+        sd = self.sd()
+        r = (y - self.mean(z)) / sd
+        return -0.5 * (r * r).sum(-1) - sd.log().sum() - 0.5 * self.n_channels * _LOG_2PI
+
+    def sample(self, z, generator=None):
+        mu = self.mean(z)
+        return mu + self.sd() * torch.randn(mu.shape, generator=generator, device=mu.device,
+                                            dtype=mu.dtype)
+
+
+class PoissonObservation(ObservationModel):
+    """y ~ Poisson(Δ · f(η)) per channel.
+
+    Parameters
+    ----------
+    n_channels, rank : int
+    bin_size : float
+        Δ in seconds; f(η) is then a rate in Hz.
+    link : {'softplus', 'exp'}
+    readout : {'affine', 'units'}
+        'affine': η = C z + d. 'units': recorded neuron i is RNN unit i,
+        η_i = β_i φ(u_iᵀ z − h_i) + b_i, with U, h and φ shared with ``transition``.
+    transition : LowRankTransition, needed for ``readout='units'``
+    """
+
+    kind = "counts"
+    name = "poisson"
+
+    def __init__(self, n_channels: int, rank: int, *, bin_size: float, link: str = "softplus",
+                 readout: str = "affine", transition=None,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_channels = int(n_channels)
+        self.bin_size = float(bin_size)
+        self.link: Link = LINKS[check_option("link", link, LINKS)]()
+        self.readout = check_option("readout", readout, ("affine", "units"))
+        if self.readout == "affine":
+            self.C = nn.Parameter(0.1 * torch.randn(n_channels, rank, generator=generator))
+            self.d = nn.Parameter(torch.zeros(n_channels))
+        else:
+            if transition is None or transition.n_units < n_channels:
+                n = None if transition is None else transition.n_units
+                raise ValueError(f"readout='units' needs n_units >= the number of recorded "
+                                 f"channels ({n_channels}), got n_units={n}.")
+            # held in a list so that the transition is not registered twice
+            self._transition = [transition]
+            self.gain = nn.Parameter(torch.ones(n_channels))
+            self.bias = nn.Parameter(torch.zeros(n_channels))
+
+    def log_intensity_input(self, z: torch.Tensor) -> torch.Tensor:
+        """η, shape (..., n_channels)."""
+        if self.readout == "affine":
+            return z @ self.C.T + self.d
+        tr = self._transition[0]
+        n = self.n_channels
+        pre = z @ tr.U[:n].T - tr.h[:n]
+        return self.gain * tr.phi(pre) + self.bias
+
+    def rate(self, z: torch.Tensor) -> torch.Tensor:
+        """Firing rate f(η) in Hz, shape (..., n_channels)."""
+        return self.link(self.log_intensity_input(z))
+
+    def mean(self, z):
+        return self.bin_size * self.rate(z)
+
+    def log_prob(self, y, z):
+        eta = self.log_intensity_input(z)
+        lam = self.bin_size * self.link(eta)
+        logp = y * (self.link.log(eta) + math.log(self.bin_size)) - lam - torch.lgamma(y + 1.0)
+        return logp.sum(-1)
+
+    def sample(self, z, generator=None):
+        return torch.poisson(self.mean(z), generator=generator)
+
+    @torch.no_grad()
+    def init_from_rates(self, mean_counts: torch.Tensor) -> None:
+        """Set the bias so that the rate at z = 0 matches ``mean_counts`` (n_channels,)."""
+        target = self.link.inverse(mean_counts / self.bin_size)
+        z0 = torch.zeros(self._rank(), dtype=target.dtype, device=target.device)
+        offset = self.log_intensity_input(z0)  # η at z = 0 with the current bias
+        if self.readout == "affine":
+            self.d.add_(target - offset)
+        else:
+            self.bias.add_(target - offset)
+
+    def _rank(self) -> int:
+        return self.C.shape[1] if self.readout == "affine" else self._transition[0].rank

@@ -1,0 +1,157 @@
+"""The stochastic low-rank transition in latent coordinates (DESIGN §2).
+
+    z_{t+1} = a ⊙ z_t + V φ(U z_t + B u_t − h) + ε_t,   ε_t ~ N(0, Σ_z)
+    z_0 ~ N(μ_0, Σ_0)
+
+U is (N, R), V is (R, N), so the unit activity x = U z lives in an R-dimensional subspace and
+the connectivity is J = U V. The decay a = 1 − Δt/τ is kept in (0, 1) by a sigmoid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .noise import DiagonalCovariance, GaussianCovariance, make_covariance
+from .nonlinearities import Nonlinearity
+
+__all__ = ["LowRankTransition"]
+
+
+class LowRankTransition(nn.Module):
+    """Latent dynamics of a rank-R RNN with N units.
+
+    Parameters
+    ----------
+    n_units : int
+        N, the number of units.
+    rank : int
+        R, the latent dimension (1 <= R <= N).
+    nonlinearity : Nonlinearity
+        The unit nonlinearity φ.
+    n_inputs : int
+        Number of external inputs u_t (0 for none).
+    noise_cov : {'diag', 'full'}
+        Parametrisation of Σ_z.
+    decay : float
+        Initial decay a in (0, 1).
+    decay_per_dim : bool
+        One decay per latent dimension (R,) rather than one shared scalar.
+    noise_sd : float
+        Initial latent noise SD.
+    generator : torch.Generator | None
+        Source of randomness for the initial weights.
+
+    Attributes
+    ----------
+    U : Parameter, shape (N, R)
+    V : Tensor, shape (R, N) (stored as the parameter ``V_raw`` = N · V)
+    h : Parameter, shape (N,)
+    B : Parameter, shape (N, n_inputs), only when ``n_inputs > 0``
+    """
+
+    def __init__(self, n_units: int, rank: int, nonlinearity: Nonlinearity, *, n_inputs: int = 0,
+                 noise_cov: str = "diag", decay: float = 0.9, decay_per_dim: bool = False,
+                 noise_sd: float = 0.1, init_sd: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_units, self.rank, self.n_inputs = int(n_units), int(rank), int(n_inputs)
+        self.phi = nonlinearity
+        g = generator
+        N, R = self.n_units, self.rank
+        self.U = nn.Parameter(torch.randn(N, R, generator=g))
+        # V is stored as V_raw / N so that Adam's (scale-free) steps change the recurrent map
+        # V φ(U z) by O(learning_rate) whatever N is.
+        self.v_scale = 1.0 / N
+        self.V_raw = nn.Parameter(torch.randn(R, N, generator=g) * ((1.0 - decay) * 2.0
+                                                                    * math.sqrt(N)))
+        self.h = nn.Parameter(0.5 * torch.randn(N, generator=g))
+        self.B = nn.Parameter(torch.randn(N, n_inputs, generator=g)) if n_inputs else None
+        logit = math.log(decay / (1.0 - decay))
+        self.decay_logit = nn.Parameter(torch.full((R if decay_per_dim else 1,), logit))
+        self.noise: GaussianCovariance = make_covariance(noise_cov, R, noise_sd)
+        self.init_mean = nn.Parameter(torch.zeros(R))
+        self.init_noise: GaussianCovariance = DiagonalCovariance(R, init_sd)
+
+    @property
+    def V(self) -> torch.Tensor:
+        """Right factor of the connectivity J = U V, shape (R, N)."""
+        return self.V_raw * self.v_scale
+
+    @V.setter
+    def V(self, value: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.V_raw.copy_(torch.as_tensor(value, dtype=self.V_raw.dtype) / self.v_scale)
+
+    @property
+    def decay(self) -> torch.Tensor:
+        """a in (0, 1), shape (1,) or (R,)."""
+        return torch.sigmoid(self.decay_logit)
+
+    def drive(self, inputs: torch.Tensor | None) -> torch.Tensor:
+        """The constant part of the unit input, B u_t − h.
+
+        Parameters
+        ----------
+        inputs : Tensor, shape (..., n_inputs), or None
+
+        Returns
+        -------
+        Tensor, shape (..., N), or (N,) when there are no inputs.
+        """
+        if inputs is None or self.B is None:
+            return -self.h
+        return inputs @ self.B.T - self.h
+
+    def mean(self, z: torch.Tensor, drive: torch.Tensor | None = None) -> torch.Tensor:
+        """E[z_{t+1} | z_t] = a ⊙ z_t + V φ(U z_t + drive).
+
+        Parameters
+        ----------
+        z : Tensor, shape (..., R)
+        drive : Tensor broadcastable to (..., N), or None for −h
+
+        Returns
+        -------
+        Tensor, shape (..., R)
+        """
+        if drive is None:
+            drive = -self.h
+        return self.decay * z + self.phi(z @ self.U.T + drive) @ self.V.T
+
+    def units(self, z: torch.Tensor) -> torch.Tensor:
+        """Unit activity x = U z, shape (..., N) for z of shape (..., R)."""
+        return z @ self.U.T
+
+    def sample(self, n_trials: int, n_time: int, *, inputs: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, burn_in: int = 0) -> torch.Tensor:
+        """Simulate latent trajectories.
+
+        Parameters
+        ----------
+        n_trials, n_time : int
+        inputs : Tensor, shape (n_trials, burn_in + n_time, n_inputs), optional
+        burn_in : int
+            Steps simulated first and dropped (to start from the stationary process).
+
+        Returns
+        -------
+        Tensor, shape (n_trials, n_time, R)
+        """
+        R = self.rank
+        dev = self.U.device
+        total = burn_in + n_time
+        eps = torch.randn(total, n_trials, R, generator=generator, device=dev, dtype=self.U.dtype)
+        L = self.noise.chol()
+        z = self.init_mean + eps[0] @ self.init_noise.chol().T
+        drive = self.drive(inputs)
+        out = []
+        for t in range(total):
+            if t > 0:
+                d_t = drive if drive.ndim == 1 else drive[:, t - 1]
+                z = self.mean(z, d_t) + eps[t] @ L.T
+            if t >= burn_in:
+                out.append(z)
+        return torch.stack(out, dim=1)

@@ -1,0 +1,214 @@
+"""LowRankRNN: the estimator's protocol, outputs and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_lrnn import BinnedData, FitDivergedError, LowRankRNN, NotFittedError
+from nwb_lrnn.teachers import oscillator_teacher
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    teacher = oscillator_teacher(10, 2, seed=1)
+    data = teacher.sample(8, 40, random_state=0)
+    est = LowRankRNN(rank=2, n_units=10, nonlinearity="tanh", n_particles=8, max_epochs=3,
+                     batch_size=4, random_state=0, verbose=False).fit(data)
+    return est, data
+
+
+def test_fit_returns_self_and_fitted_attributes(small_fit):
+    est, data = small_fit
+    assert est.model_.config.n_channels == 10
+    assert len(est.history_.train_bound) == 3
+    assert est.proposal_name_ == "optimal"  # auto for Gaussian observations
+    assert "fitted" in repr(est)
+
+
+def test_transform_shapes_and_determinism(small_fit):
+    est, data = small_fit
+    mean, std = est.transform(data, return_std=True)
+    assert mean.shape == std.shape == (8, 40, 2)
+    assert np.all(std >= 0)
+    np.testing.assert_array_equal(mean, est.transform(data))  # default seed: repeatable
+    filt = est.transform(data, smoothed=False)
+    assert filt.shape == (8, 40, 2)
+    np.testing.assert_allclose(filt[:, -1], mean[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_score_and_sample(small_fit):
+    est, data = small_fit
+    s = est.score(data)
+    assert np.isfinite(s)
+    gen = est.sample(3, 25, random_state=4)
+    assert isinstance(gen, BinnedData) and gen.shape == (3, 25, 10)
+    again, z = est.sample(3, 25, random_state=4, return_latents=True)
+    np.testing.assert_array_equal(gen.values, again.values)
+    assert z.shape == (3, 25, 2)
+    assert not np.array_equal(gen.values, est.sample(3, 25, random_state=5).values)
+
+
+def test_fit_accepts_plain_arrays():
+    rng = np.random.default_rng(0)
+    est = LowRankRNN(rank=1, n_units=4, max_epochs=2, n_particles=4, verbose=False,
+                     random_state=0).fit(rng.normal(size=(4, 20, 3)))
+    assert est.transform(rng.normal(size=(2, 20, 3))).shape == (2, 20, 1)
+    counts = rng.poisson(1.0, size=(4, 20, 3))
+    est = LowRankRNN(rank=1, n_units=4, max_epochs=2, n_particles=4, verbose=False,
+                     random_state=0).fit(counts)
+    assert est.model_config_.observation == "poisson" and est.proposal_name_ == "encoder"
+
+
+def test_same_seed_same_fit():
+    data = oscillator_teacher(6, 2).sample(4, 30, random_state=0)
+    kw = dict(rank=2, n_units=6, max_epochs=2, n_particles=4, verbose=False, random_state=3)
+    a = LowRankRNN(**kw).fit(data).parameters_
+    b = LowRankRNN(**kw).fit(data).parameters_
+    np.testing.assert_array_equal(a["U"], b["U"])
+    np.testing.assert_array_equal(a["C"], b["C"])
+
+
+def test_sklearn_clone_and_params():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    est = LowRankRNN(rank=3, n_units=16, n_particles=7, random_state=2)
+    twin = sklearn_base.clone(est)
+    assert twin.get_params() == est.get_params() and twin is not est
+    assert est.set_params(rank=2) is est and est.rank == 2
+    with pytest.raises(ValueError, match="Invalid parameter 'ranks'"):
+        est.set_params(ranks=2)
+
+
+def test_parameters_round_trip_through_from_parameters(small_fit):
+    est, data = small_fit
+    p = est.parameters_
+    twin = LowRankRNN.from_parameters(**{k: v for k, v in p.items()})
+    np.testing.assert_allclose(twin.sample(2, 30, random_state=1).values,
+                               est.sample(2, 30, random_state=1).values, rtol=1e-4, atol=1e-4)
+
+
+def test_validation_history_and_early_stopping():
+    data = oscillator_teacher(6, 2).sample(10, 30, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=40, n_particles=4, verbose=False,
+                     validation_fraction=0.3, patience=2, learning_rate=0.5, lr_final=None,
+                     random_state=0).fit(data)
+    h = est.history_
+    assert len(h.val_bound) == len(h.train_bound) >= 1
+    assert h.stopped_early and len(h.train_bound) < 40
+
+
+def test_window_training_on_one_long_recording():
+    data = oscillator_teacher(6, 2).sample(1, 400, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=2, n_particles=4, window=50,
+                     steps_per_epoch=3, batch_size=5, verbose=False, random_state=0).fit(data)
+    assert len(est.history_.train_bound) == 2
+    assert est.transform(data).shape == (1, 400, 2)
+
+
+def test_poisson_units_readout_and_inputs():
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.5, size=(6, 30, 5))
+    inputs = rng.normal(size=(6, 30, 2))
+    data = BinnedData(counts, 0.02, "counts", inputs=inputs)
+    est = LowRankRNN(rank=2, n_units=8, readout="units", max_epochs=2, n_particles=4,
+                     encoder_causal=True, verbose=False, random_state=0).fit(data)
+    assert est.parameters_["B"].shape == (8, 2)
+    gen = est.sample(2, 10, inputs=rng.normal(size=(2, 10, 2)), random_state=0)
+    assert gen.kind == "counts" and np.all(gen.values == np.round(gen.values))
+    with pytest.raises(ValueError, match="fitted with 2 inputs"):
+        est.sample(2, 10)
+
+
+def test_nan_guard_restores_last_good_parameters():
+    data = oscillator_teacher(6, 2).sample(4, 30, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=5, n_particles=4, verbose=False,
+                     random_state=0)
+    calls = {"n": 0}
+    orig = torch.optim.Adam.step
+
+    def poisoned(self, *a, **k):  # the third step writes NaN into every parameter
+        calls["n"] += 1
+        out = orig(self, *a, **k)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(float("nan"))
+        return out
+
+    torch.optim.Adam.step = poisoned
+    try:
+        with pytest.raises(FitDivergedError, match="non-finite.*last good parameters"):
+            est.fit(data)
+    finally:
+        torch.optim.Adam.step = orig
+    assert all(np.all(np.isfinite(v)) for v in est.parameters_.values()
+               if isinstance(v, np.ndarray))
+    assert np.isfinite(est.score(data))
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(rank=0), ValueError, "rank must be >= 1, got 0"),
+    (dict(rank=9, n_units=8), ValueError, r"rank must be between 1 and n_units \(8\), got 9"),
+    (dict(rank=2.5), TypeError, r"rank must be an int, got float \(2.5\)"),
+    (dict(observation="gamma"), ValueError,
+     r"'observation'.*'auto', 'gaussian', 'poisson'.*got 'gamma'"),
+    (dict(nonlinearity="sigmoid"), ValueError, r"'nonlinearity'.*'relu'.*got 'sigmoid'"),
+    (dict(proposal="smart"), ValueError, r"'proposal'.*'optimal'.*got 'smart'"),
+    (dict(resampling="stratified"), ValueError, r"'resampling'.*'systematic'.*got 'stratified'"),
+    (dict(n_particles=0), ValueError, "n_particles must be >= 1, got 0"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate must be > 0"),
+    (dict(noise_cov="block"), ValueError, r"'noise_cov'.*'diag', 'full'.*got 'block'"),
+    (dict(device="tpu"), ValueError, "device"),
+    (dict(ess_threshold=1.5), ValueError, "ess_threshold must be <= 1"),
+    (dict(window=500), ValueError, r"window \(500\) must be <="),
+])
+def test_bad_settings_raise_clear_errors(kwargs, exc, match):
+    data = oscillator_teacher(8, 2).sample(2, 20, random_state=0)
+    base = dict(n_units=8, max_epochs=1, n_particles=2, verbose=False)
+    base.update(kwargs)
+    with pytest.raises(exc, match=match):
+        LowRankRNN(**base).fit(data)
+
+
+def test_bad_data_raise_clear_errors():
+    est = LowRankRNN(rank=1, n_units=4, max_epochs=1, n_particles=2, verbose=False)
+    with pytest.raises(ValueError, match=r"values.*dimension.*\(5,\)|dimension"):
+        est.fit(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(np.full((2, 10, 3), np.nan))
+    with pytest.raises(TypeError, match="BinnedData, an MNE Raw/Epochs or an array"):
+        est.fit("recording.nwb")
+    cont = BinnedData(np.random.default_rng(0).normal(size=(2, 10, 3)), 0.01, "continuous")
+    with pytest.raises(ValueError, match="observation='poisson' needs spike counts"):
+        LowRankRNN(rank=1, n_units=4, observation="poisson").fit(cont)
+    with pytest.raises(ValueError, match="proposal='optimal' needs observation='gaussian'"):
+        LowRankRNN(rank=1, n_units=4, proposal="optimal").fit(
+            BinnedData(np.ones((2, 10, 3)), 0.01, "counts"))
+    with pytest.raises(ValueError, match="counts"):
+        BinnedData(-np.ones((2, 10, 3)), 0.01, "counts")
+
+
+def test_unfitted_and_incompatible_use():
+    est = LowRankRNN()
+    for call in (lambda: est.transform(np.zeros((1, 5, 2))), lambda: est.sample(1, 5),
+                 lambda: est.score(np.zeros((1, 5, 2))), lambda: est.parameters_):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            call()
+    fitted = LowRankRNN.from_parameters(U=np.ones((4, 1)), V=np.ones((1, 4)) / 8, decay=0.5)
+    with pytest.raises(ValueError, match="has 3 channels but the model was fitted on 4"):
+        fitted.transform(np.zeros((1, 5, 3)))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(V=np.ones((2, 4))), r"V must have shape \(1, 4\)"),
+    (dict(decay=1.5), r"decay must be a scalar or an array of 1 values in \(0, 1\)"),
+    (dict(noise_z=-0.1), "noise_z must be positive"),
+    (dict(h=np.zeros(3)), r"h must have shape \(4\)"),
+    (dict(C=np.ones((3, 2))), r"C must have shape \(n_channels, 1\)"),
+])
+def test_from_parameters_bad_input(kwargs, match):
+    base = dict(U=np.ones((4, 1)), V=np.ones((1, 4)))
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        LowRankRNN.from_parameters(**base)

@@ -1,0 +1,149 @@
+"""The particle filter against an exact Kalman filter (linear-Gaussian case)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_lrnn.inference import (
+    BootstrapProposal,
+    MultinomialResampler,
+    OptimalGaussianProposal,
+    SystematicResampler,
+    make_proposal,
+    particle_filter,
+)
+from nwb_lrnn.model import LowRankRNNModel, ModelConfig
+
+
+def _linear_model(seed=0, obs_sd=1.0, noise_sd=0.3, n_channels=4):
+    g = torch.Generator().manual_seed(seed)
+    model = LowRankRNNModel(ModelConfig(rank=2, n_units=6, n_channels=n_channels,
+                                        nonlinearity="identity", noise_cov="full"),
+                            generator=g).double()
+    with torch.no_grad():
+        model.transition.noise.set_cov(torch.tensor([[noise_sd**2, 0.3 * noise_sd**2],
+                                                     [0.3 * noise_sd**2, noise_sd**2]]))
+        model.observation.raw_sd.fill_(math.log(math.expm1(obs_sd)))
+        model.transition.init_mean.copy_(torch.tensor([0.5, -0.5]))
+    return model, g
+
+
+def kalman_log_marginal(model, y):
+    """Exact log p(y) of the linear-Gaussian state-space model, per sequence (float64)."""
+    tr, ob = model.transition, model.observation
+    with torch.no_grad():
+        R = tr.rank
+        A = torch.diag(tr.decay.expand(R)) + tr.V @ tr.U
+        b = -tr.V @ tr.h
+        Q, C, d = tr.noise.cov(), ob.C, ob.d
+        Rn = torch.diag(ob.sd() ** 2)
+        out = []
+        for seq in y:
+            mu, P, ll = tr.init_mean.clone(), tr.init_noise.cov(), 0.0
+            for t, yt in enumerate(seq):
+                if t > 0:
+                    mu, P = A @ mu + b, A @ P @ A.T + Q
+                S = C @ P @ C.T + Rn
+                ll += torch.distributions.MultivariateNormal(C @ mu + d, S).log_prob(yt)
+                K = P @ C.T @ torch.linalg.inv(S)
+                mu, P = mu + K @ (yt - C @ mu - d), P - K @ C @ P
+            out.append(ll)
+        return torch.stack(out)
+
+
+def _estimates(model, proposal, y, K, n_rep, g, **kw):
+    with torch.no_grad():
+        return torch.stack([particle_filter(model, proposal, y, n_particles=K, generator=g,
+                                            **kw).log_marginal for _ in range(n_rep)])
+
+
+@pytest.mark.parametrize("proposal", ["bootstrap", "optimal", "encoder"])
+def test_log_marginal_matches_kalman(proposal):
+    model, g = _linear_model()
+    _, y = model.sample(3, 30, generator=g)
+    exact = kalman_log_marginal(model, y)
+    prop = make_proposal(proposal, model, generator=g).double()
+    errs = {}
+    for K in (16, 512):
+        est = _estimates(model, prop, y, K, 20, g)
+        err = (est - exact).abs().mean(0)
+        sem = est.std(0) / math.sqrt(est.shape[0])
+        # E[log Ẑ] sits below log Z by about Var/2 (Jensen); allow that plus 4 standard errors
+        tol = 0.5 * est.var(0) + 4 * sem + 0.05
+        assert torch.all((est.mean(0) - exact).abs() <= tol), (proposal, K, est.mean(0), exact)
+        errs[K] = float(err.mean())
+    assert errs[512] < errs[16], errs  # the Monte Carlo error shrinks with particles
+
+
+def test_optimal_proposal_has_lower_variance_than_bootstrap():
+    # informative observations (small observation noise): the bootstrap struggles
+    model, g = _linear_model(obs_sd=0.2, noise_sd=0.5, n_channels=6)
+    _, y = model.sample(4, 40, generator=g)
+    exact = kalman_log_marginal(model, y)
+    boot = _estimates(model, BootstrapProposal(), y, 64, 20, g)
+    opt = _estimates(model, OptimalGaussianProposal(), y, 64, 20, g)
+    assert torch.all(opt.std(0) < 0.5 * boot.std(0)), (opt.std(0), boot.std(0))
+    assert (opt.mean(0) - exact).abs().max() < (boot.mean(0) - exact).abs().max()
+
+
+def test_adaptive_resampling_and_multinomial_agree_with_kalman():
+    model, g = _linear_model()
+    _, y = model.sample(2, 25, generator=g)
+    exact = kalman_log_marginal(model, y)
+    for kw in ({"ess_threshold": 0.5}, {"resampler": MultinomialResampler()}):
+        est = _estimates(model, OptimalGaussianProposal(), y, 256, 15, g, **kw)
+        assert torch.all((est.mean(0) - exact).abs() < 0.5 * est.var(0) + 4 * est.std(0) / 4
+                         + 0.05), kw
+    res = particle_filter(model, OptimalGaussianProposal(), y, n_particles=64, generator=g,
+                          ess_threshold=0.3)
+    assert not bool(res.resampled.all())  # some steps skipped resampling
+
+
+def test_filter_result_shapes_and_smoothing():
+    model, g = _linear_model()
+    _, y = model.sample(3, 20, generator=g)
+    res = particle_filter(model, OptimalGaussianProposal(), y, n_particles=32, generator=g,
+                          return_particles=True)
+    assert res.particles.shape == (20, 32, 3, 2)
+    assert res.log_weights.shape == (20, 32, 3)
+    assert res.ancestors.shape == (20, 32, 3)
+    assert res.ess.shape == (20, 3)
+    assert torch.all(res.ess <= 32 + 1e-6) and torch.all(res.ess >= 1 - 1e-6)
+    torch.testing.assert_close(res.log_weights.exp().sum(1), torch.ones(20, 3,
+                                                                         dtype=torch.float64))
+    mu_f = res.filtering_mean()
+    mu_s, sd_s = res.smoothed_mean_std()
+    assert mu_f.shape == mu_s.shape == sd_s.shape == (3, 20, 2)
+    # last step: the smoothed and filtering posteriors coincide
+    torch.testing.assert_close(mu_f[:, -1], mu_s[:, -1])
+
+
+def test_no_gradient_through_resampling_but_through_particles():
+    model, g = _linear_model()
+    model = model.float()
+    _, y = model.sample(2, 15, generator=g)
+    res = particle_filter(model, OptimalGaussianProposal(), y, n_particles=8, generator=g)
+    res.log_marginal.sum().backward()
+    assert model.transition.U.grad is not None and torch.isfinite(model.transition.U.grad).all()
+    anc = SystematicResampler()(torch.randn(8, 2, requires_grad=True), g)
+    assert not anc.requires_grad and anc.dtype == torch.int64
+
+
+@pytest.mark.parametrize("resampler", [SystematicResampler(), MultinomialResampler()])
+def test_resamplers_follow_the_weights(resampler):
+    g = torch.Generator().manual_seed(3)
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    counts = np.zeros(4)
+    for _ in range(500):
+        idx = resampler(torch.log(w)[:, None].expand(4, 8).contiguous(), g)
+        counts += np.bincount(idx.flatten().numpy(), minlength=4)
+    np.testing.assert_allclose(counts / counts.sum(), w.numpy(), atol=0.02)
+
+
+def test_systematic_resampling_is_low_variance():
+    g = torch.Generator().manual_seed(0)
+    w = torch.log(torch.tensor([0.25, 0.25, 0.25, 0.25]))[:, None]
+    idx = SystematicResampler()(w, g)
+    assert sorted(idx[:, 0].tolist()) == [0, 1, 2, 3]  # equal weights: each kept once
