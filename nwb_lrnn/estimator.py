@@ -703,7 +703,7 @@ class LowRankRNN:
             return torch.tensor(np.asarray(x), dtype=torch.float32)
 
         with torch.no_grad():
-            tr.U.copy_(t_(U))
+            tr.U = t_(U)
             tr.V = t_(V)
             tr.h.copy_(t_(h))
             tr.decay_logit.copy_(t_(np.log(decay_arr / (1 - decay_arr))))

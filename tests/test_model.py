@@ -48,11 +48,13 @@ def test_nonlinearity_registry_errors():
 
 @pytest.mark.parametrize("cls", [DiagonalCovariance, FullCovariance])
 def test_covariances_are_positive_definite_and_settable(cls):
-    cov = cls(3, sd=0.2)
+    cov = cls(3, sd=0.2).double()
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in cov.parameters():
-            p.add_(torch.randn(p.shape) * 3)  # any unconstrained value
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 3)  # any raw value
     assert torch.all(torch.linalg.eigvalsh(cov.cov()) > 0)
+    cov = cov.float()
     target = torch.tensor([[0.5, 0.1, 0.0], [0.1, 0.3, 0.05], [0.0, 0.05, 0.2]])
     if cls is DiagonalCovariance:
         target = torch.diag(torch.diagonal(target))
@@ -101,10 +103,10 @@ def test_units_readout_shares_transition_parameters():
     cfg = ModelConfig(rank=2, n_units=6, n_channels=4, observation="poisson", readout="units")
     model = LowRankRNNModel(cfg)
     names = [n for n, _ in model.named_parameters()]
-    assert names.count("transition.U") == 1 and not any("observation.U" in n for n in names)
+    assert names.count("transition.U_t") == 1 and not any("observation.U" in n for n in names)
     z = torch.randn(3, 2)
     model.observation.log_prob(torch.ones(3, 4), z).sum().backward()
-    assert model.transition.U.grad is not None
+    assert model.transition.U_t.grad is not None
 
 
 def test_model_config_validation_and_json():

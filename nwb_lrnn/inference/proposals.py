@@ -47,10 +47,18 @@ class _Context:
     drive: torch.Tensor  # (N,) or (B, T, N): B u_t − h
     eps: torch.Tensor  # (T, K, B, R) standard normal draws
     extra: dict[str, Any]
+    # Σ_t of the parts of the log-weights that are the same for every particle (B,) or 0: a
+    # proposal may leave them out of the per-step weights (they cancel in the normalised
+    # weights); the filter adds them to the log-marginal once.
+    log_weight_offset: torch.Tensor | float = 0.0
+
+    def __post_init__(self):
+        self._drives = None if self.drive.ndim == 1 else self.drive.unbind(1)
+        self.y_t = self.y.unbind(1)
 
     def drive_at(self, t: int) -> torch.Tensor:
         """Drive of the transition from t-1 to t: (N,) or (B, N)."""
-        return self.drive if self.drive.ndim == 1 else self.drive[:, t - 1]
+        return self.drive if self._drives is None else self._drives[t - 1]
 
 
 class Proposal(nn.Module):
@@ -81,7 +89,7 @@ class BootstrapProposal(Proposal):
     def initial(self, ctx):
         tr = ctx.model.transition
         z = tr.init_mean + ctx.eps[0] @ tr.init_noise.chol().T
-        return z, ctx.model.observation.log_prob(ctx.y[:, 0], z)
+        return z, ctx.model.observation.log_prob(ctx.y_t[0], z)
 
     def prepare(self, model, y, inputs, eps):
         ctx = super().prepare(model, y, inputs, eps)
@@ -91,7 +99,7 @@ class BootstrapProposal(Proposal):
     def step(self, ctx, t, z_prev):
         tr = ctx.model.transition
         z = tr.mean(z_prev, ctx.drive_at(t)) + ctx.eps[t] @ ctx.extra["L"].T
-        return z, ctx.model.observation.log_prob(ctx.y[:, t], z)
+        return z, ctx.model.observation.log_prob(ctx.y_t[t], z)
 
 
 def _gaussian_update_factors(prior_cov: torch.Tensor, C: torch.Tensor, sd: torch.Tensor,
@@ -162,26 +170,33 @@ class OptimalGaussianProposal(Proposal):
         # noise of every step, already scaled and shifted: pe_t + P_chol ε_t
         shift0 = f0["pe"] + eps[0] @ f0["P_chol"].T  # (K, B, R)
         shift = f["pe"].transpose(0, 1).unsqueeze(1) + eps[1:] @ f["P_chol"].T  # (T-1, K, B, R)
-        ctx.extra.update(f0=f0, A=f["A"].T, Q=f["Q"], lin=f["lin"].transpose(0, 1).contiguous(),
-                         const=f["const"].T.contiguous(), shift=shift, shift0=shift0)
+        R = tr.rank
+        # one product m @ [Aᵀ | Q] per step gives both the proposal mean and the weight's
+        # quadratic form
+        # The weight is −½ (mᵀ Q m + mᵀ l_t + c_t): −½ is folded into Q and l, c_t goes to the
+        # offset. One product m @ [Aᵀ | −½Q] per step gives the proposal mean and the weight.
+        # Per-step slices come from unbind (one graph node) rather than indexing (a node and a
+        # full-size zero gradient per step).
+        ctx.extra.update(f0=f0, AQ=torch.cat([f["A"].T, -0.5 * f["Q"]], dim=1), R=R,
+                         lin=(-0.5 * f["lin"]).transpose(0, 1).unbind(0),
+                         shift=shift.unbind(0), shift0=shift0)
+        ctx.log_weight_offset = -0.5 * f["const"].sum(1)
         return ctx
-
-    @staticmethod
-    def _log_weight(m, Q, lin, const):
-        return -0.5 * (((m @ Q + lin) * m).sum(-1) + const)
 
     def initial(self, ctx):
         tr = ctx.model.transition
         f0 = ctx.extra["f0"]
         m = tr.init_mean.expand_as(ctx.eps[0])
         z = m @ f0["A"].T + ctx.extra["shift0"]
-        return z, self._log_weight(m, f0["Q"], f0["lin"], f0["const"])
+        return z, -0.5 * (((m @ f0["Q"] + f0["lin"]) * m).sum(-1) + f0["const"])
 
     def step(self, ctx, t, z_prev):
         x = ctx.extra
+        R = x["R"]
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
-        z = m @ x["A"] + x["shift"][t - 1]
-        return z, self._log_weight(m, x["Q"], x["lin"][t - 1], x["const"][t - 1])
+        mAQ = m @ x["AQ"]
+        z = mAQ[..., :R] + x["shift"][t - 1]
+        return z, ((mAQ[..., R:] + x["lin"][t - 1]) * m).sum(-1)
 
 
 class Encoder(nn.Module):
@@ -279,8 +294,8 @@ class EncoderProposal(Proposal):
         sq = (eps * eps).sum(-1)  # (T, K, B): −2 log q's quadratic part
         ctx.extra.update(
             A0=A0[:, 0], b0=b0[:, 0], noise0=noise0, ld0=ld0[:, 0],
-            A=A.transpose(0, 1).contiguous(), b=b.transpose(0, 1).contiguous(), noise=noise,
-            ld=ld.T.contiguous(), sq=sq, Linv=torch.linalg.inv(L), L0inv=torch.linalg.inv(L0),
+            A=A.transpose(0, 1).unbind(0), b=b.transpose(0, 1).unbind(0), noise=noise.unbind(0),
+            ld=ld.T.unbind(0), sq=sq, Linv=torch.linalg.inv(L), L0inv=torch.linalg.inv(L0),
             logdet_p=2.0 * torch.log(torch.diagonal(L)).sum(),
             logdet_p0=2.0 * torch.log(torch.diagonal(L0)).sum(), R=R)
         return ctx
@@ -291,7 +306,7 @@ class EncoderProposal(Proposal):
         r = (z - m) @ Linv.T
         log_trans = -0.5 * ((r * r).sum(-1) + logdet_p)
         log_q = -0.5 * (ctx.extra["sq"][t] + logdet_q)
-        return ctx.model.observation.log_prob(ctx.y[:, t], z) + log_trans - log_q
+        return ctx.model.observation.log_prob(ctx.y_t[t], z) + log_trans - log_q
 
     def initial(self, ctx):
         x = ctx.extra

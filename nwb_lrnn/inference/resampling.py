@@ -60,7 +60,7 @@ class SystematicResampler(Resampler):
     @torch.no_grad()
     def __call__(self, log_weights, generator=None):
         K, B = log_weights.shape
-        cdf = torch.softmax(log_weights.detach(), dim=0).T.cumsum(dim=1)  # (B, K)
+        cdf = torch.softmax(log_weights.detach().T, dim=1).cumsum_(dim=1)  # (B, K)
         cdf[:, -1] = 1.0
         u = torch.rand(B, 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
         points = (u + torch.arange(K, device=cdf.device, dtype=cdf.dtype)) / K

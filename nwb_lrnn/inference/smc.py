@@ -144,42 +144,61 @@ def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     log_K = math.log(K)
 
     z, logw = proposal.initial(ctx)
-    log_marg = torch.logsumexp(logw, 0) - log_K
-    logW = logw - torch.logsumexp(logw, 0, keepdim=True)  # normalised
     keep = return_particles
     ident = torch.arange(K, device=y.device).unsqueeze(1).expand(K, B)
-    parts, lws, ancs, ess_all, res_flags = [], [], [], [], []
-    ess = torch.exp(-torch.logsumexp(2 * logW.detach(), 0))
-    ess_all.append(ess)
-    res_flags.append(False)
-    if keep:
-        parts.append(z)
-        lws.append(logW)
-        ancs.append(ident)
-    for t in range(1, T):
-        if ess_threshold is None or bool((ess < ess_threshold * K).any()):
-            anc = resampler(logW, generator)
-            z_prev = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R))
-            logW_prev = torch.full_like(logW, -log_K)
-            res_flags.append(True)
-        else:
-            anc, z_prev, logW_prev = ident, z, logW
-            res_flags.append(False)
-        z, logw = proposal.step(ctx, t, z_prev)
-        joint = logW_prev + logw
-        inc = torch.logsumexp(joint, 0)
-        log_marg = log_marg + inc
-        logW = joint - inc
-        ess = torch.exp(-torch.logsumexp(2 * logW.detach(), 0))
-        ess_all.append(ess)
-        if keep:
-            parts.append(z)
-            lws.append(logW)
-            ancs.append(anc)
-    result = SMCResult(log_marginal=log_marg, ess=torch.stack(ess_all),
+    parts, ancs, res_flags = [z], [ident], [False]
+    if ess_threshold is None:
+        # resampling at every step: the weights before each step are uniform, so the
+        # log-marginal is Σ_t logsumexp_k(log w_t) − T log K, computed once after the loop
+        logws = [logw]
+        for t in range(1, T):
+            anc = resampler(logw.detach(), generator)
+            z = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R))
+            z, logw = proposal.step(ctx, t, z)
+            logws.append(logw)
+            if keep:
+                parts.append(z)
+                ancs.append(anc)
+        all_logw = torch.stack(logws)  # (T, K, B)
+        norms = torch.logsumexp(all_logw, 1)  # (T, B)
+        log_marg = norms.sum(0) - T * log_K
+        all_lw = (all_logw - norms.unsqueeze(1)).detach()
+        res_flags += [True] * (T - 1)
+    else:
+        norm = torch.logsumexp(logw, 0)
+        log_marg = norm - log_K
+        logW = logw - norm  # normalised log-weights, differentiable
+        lws = [logW.detach()]
+        for t in range(1, T):
+            if bool((_ess(lws[-1]) < ess_threshold * K).any()):
+                anc = resampler(lws[-1], generator)
+                z = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R))
+                logW = torch.full_like(logW, -log_K)
+                res_flags.append(True)
+            else:
+                anc = ident
+                res_flags.append(False)
+            z, logw = proposal.step(ctx, t, z)
+            joint = logW + logw
+            norm = torch.logsumexp(joint, 0)
+            log_marg = log_marg + norm
+            logW = joint - norm
+            lws.append(logW.detach())
+            if keep:
+                parts.append(z)
+                ancs.append(anc)
+        all_lw = torch.stack(lws)
+    log_marg = log_marg + ctx.log_weight_offset
+    result = SMCResult(log_marginal=log_marg, ess=_ess(all_lw, dim=1),
                        resampled=torch.tensor(res_flags))
     if keep:
         result.particles = torch.stack(parts)
-        result.log_weights = torch.stack(lws)
+        result.log_weights = all_lw
         result.ancestors = torch.stack(ancs)
     return result
+
+
+def _ess(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Effective sample size 1 / Σ W² of normalised log-weights, over the particle axis."""
+    w = torch.exp(log_w)
+    return 1.0 / (w * w).sum(dim)

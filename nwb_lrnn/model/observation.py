@@ -198,7 +198,7 @@ class PoissonObservation(ObservationModel):
             return z @ self.C.T + self.d
         tr = self._transition[0]
         n = self.n_channels
-        pre = z @ tr.U[:n].T - tr.h[:n]
+        pre = z @ tr.U_t[:, :n] - tr.h[:n]
         return self.gain * tr.phi(pre) + self.bias
 
     def rate(self, z: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ class LowRankTransition(nn.Module):
 
     Attributes
     ----------
-    U : Parameter, shape (N, R)
+    U : Tensor, shape (N, R) (stored as the parameter ``U_t`` = Uᵀ)
     V : Tensor, shape (R, N) (stored as the parameter ``V_raw`` = N · V)
     h : Parameter, shape (N,)
     B : Parameter, shape (N, n_inputs), only when ``n_inputs > 0``
@@ -61,7 +61,9 @@ class LowRankTransition(nn.Module):
         self.phi = nonlinearity
         g = generator
         N, R = self.n_units, self.rank
-        self.U = nn.Parameter(torch.randn(N, R, generator=g))
+        # U is stored transposed, (R, N): with R small, every product of the forward and
+        # backward pass then has the memory layout that BLAS handles fastest.
+        self.U_t = nn.Parameter(torch.randn(R, N, generator=g))
         # V is stored as V_raw / N so that Adam's (scale-free) steps change the recurrent map
         # V φ(U z) by O(learning_rate) whatever N is.
         self.v_scale = 1.0 / N
@@ -74,6 +76,16 @@ class LowRankTransition(nn.Module):
         self.noise: GaussianCovariance = make_covariance(noise_cov, R, noise_sd)
         self.init_mean = nn.Parameter(torch.zeros(R))
         self.init_noise: GaussianCovariance = DiagonalCovariance(R, init_sd)
+
+    @property
+    def U(self) -> torch.Tensor:
+        """Left factor of the connectivity J = U V, shape (N, R)."""
+        return self.U_t.T
+
+    @U.setter
+    def U(self, value: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.U_t.copy_(torch.as_tensor(value, dtype=self.U_t.dtype).T)
 
     @property
     def V(self) -> torch.Tensor:
@@ -119,11 +131,18 @@ class LowRankTransition(nn.Module):
         """
         if drive is None:
             drive = -self.h
-        return self.decay * z + self.phi(z @ self.U.T + drive) @ self.V.T
+        shape = z.shape
+        z2 = z.reshape(-1, shape[-1])
+        if drive.ndim == 1:  # bias fused into the product
+            pre = torch.addmm(drive, z2, self.U_t)
+        else:
+            pre = (z @ self.U_t + drive).reshape(-1, self.n_units)
+        out = torch.addmm(self.decay * z2, self.phi(pre), self.V.T)
+        return out.reshape(shape)
 
     def units(self, z: torch.Tensor) -> torch.Tensor:
         """Unit activity x = U z, shape (..., N) for z of shape (..., R)."""
-        return z @ self.U.T
+        return z @ self.U_t
 
     def sample(self, n_trials: int, n_time: int, *, inputs: torch.Tensor | None = None,
                generator: torch.Generator | None = None, burn_in: int = 0) -> torch.Tensor:
@@ -155,3 +174,4 @@ class LowRankTransition(nn.Module):
             if t >= burn_in:
                 out.append(z)
         return torch.stack(out, dim=1)
+
