@@ -89,17 +89,18 @@ class BootstrapProposal(Proposal):
     def initial(self, ctx):
         tr = ctx.model.transition
         z = tr.init_mean + ctx.eps[0] @ tr.init_noise.chol().T
-        return z, ctx.model.observation.log_prob(ctx.y_t[0], z)
+        return z, ctx.model.observation.log_prob_varying(ctx.y_t[0], z)
 
     def prepare(self, model, y, inputs, eps):
         ctx = super().prepare(model, y, inputs, eps)
-        ctx.extra["L"] = model.transition.noise.chol()
+        noise = eps[1:] @ model.transition.noise.chol().T  # (T-1, K, B, R)
+        ctx.extra["noise"] = noise.unbind(0)
+        ctx.log_weight_offset = model.observation.log_prob_constant(y).sum(1)
         return ctx
 
     def step(self, ctx, t, z_prev):
-        tr = ctx.model.transition
-        z = tr.mean(z_prev, ctx.drive_at(t)) + ctx.eps[t] @ ctx.extra["L"].T
-        return z, ctx.model.observation.log_prob(ctx.y_t[t], z)
+        z = ctx.model.transition.mean(z_prev, ctx.drive_at(t)) + ctx.extra["noise"][t - 1]
+        return z, ctx.model.observation.log_prob_varying(ctx.y_t[t], z)
 
 
 def _gaussian_update_factors(prior_cov: torch.Tensor, C: torch.Tensor, sd: torch.Tensor,
@@ -177,9 +178,12 @@ class OptimalGaussianProposal(Proposal):
         # offset. One product m @ [Aᵀ | −½Q] per step gives the proposal mean and the weight.
         # Per-step slices come from unbind (one graph node) rather than indexing (a node and a
         # full-size zero gradient per step).
-        ctx.extra.update(f0=f0, AQ=torch.cat([f["A"].T, -0.5 * f["Q"]], dim=1), R=R,
-                         lin=(-0.5 * f["lin"]).transpose(0, 1).unbind(0),
-                         shift=shift.unbind(0), shift0=shift0)
+        K, B = eps.shape[1], eps.shape[2]
+        lin = (-0.5 * f["lin"]).transpose(0, 1).unsqueeze(1).expand(-1, K, -1, -1)
+        # 2-D (K·B, R) per-step operands so that each step is two fused addmm calls
+        ctx.extra.update(f0=f0, At=f["A"].T, Qh=-0.5 * f["Q"], R=R,
+                         lin=lin.reshape(-1, K * B, R).unbind(0),
+                         shift=shift.reshape(-1, K * B, R).unbind(0), shift0=shift0)
         ctx.log_weight_offset = -0.5 * f["const"].sum(1)
         return ctx
 
@@ -192,11 +196,11 @@ class OptimalGaussianProposal(Proposal):
 
     def step(self, ctx, t, z_prev):
         x = ctx.extra
-        R = x["R"]
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
-        mAQ = m @ x["AQ"]
-        z = mAQ[..., :R] + x["shift"][t - 1]
-        return z, ((mAQ[..., R:] + x["lin"][t - 1]) * m).sum(-1)
+        m2 = m.reshape(-1, x["R"])
+        z = torch.addmm(x["shift"][t - 1], m2, x["At"]).view(m.shape)
+        logw = (torch.addmm(x["lin"][t - 1], m2, x["Qh"]) * m2).sum(-1)
+        return z, logw.view(m.shape[:-1])
 
 
 class Encoder(nn.Module):
@@ -264,61 +268,91 @@ class EncoderProposal(Proposal):
         self.encoder = Encoder(n_channels, rank, **encoder_kwargs)
 
     @staticmethod
-    def _product(prior_cov, enc_mean, enc_sd):
-        """Factors of N(m, Σ) · N(μ_e, diag σ_e²) for every (B, T): A (B,T,R,R) so that the
-        mean is A m + b, b (B,T,R), and the Cholesky factor of the covariance (B,T,R,R)."""
-        prior_prec = torch.cholesky_inverse(torch.linalg.cholesky(prior_cov))
-        enc_prec = enc_sd ** -2
-        prec = prior_prec + torch.diag_embed(enc_prec)
-        prec_chol = torch.linalg.cholesky(prec)
-        P = torch.cholesky_inverse(prec_chol)
+    def _factors(prior_chol, enc_mean, enc_sd, eps):
+        """Proposal factors for prior N(m, L Lᵀ) times the encoder's N(μ_e, diag σ_e²).
+
+        With P = (Σ⁻¹ + diag σ_e⁻²)⁻¹ the proposal is N(A m + b, P), A = P Σ⁻¹, b = P σ_e⁻² μ_e.
+        A sample is z = A m + c with c = b + chol(P) ε, and the transition's whitened residual
+        is r = L⁻¹ (z − m) = G m + β with G = L⁻¹ (A − I), β = L⁻¹ c.
+
+        Parameters
+        ----------
+        prior_chol : (R, R) lower Cholesky factor L of the prior covariance
+        enc_mean, enc_sd : (B, T, R)
+        eps : (T, K, B, R) standard normal draws
+
+        Returns
+        -------
+        A, G : (T, B, R) for a diagonal L, else (T, B, R, R); c, beta : (T, K, B, R);
+        logdet_q : (B, T) log det P.
+        """
+        enc_prec = enc_sd.transpose(0, 1) ** -2  # (T, B, R)
+        mu = enc_mean.transpose(0, 1)
+        if bool((prior_chol - torch.diag(torch.diagonal(prior_chol))).eq(0).all()):
+            sig = torch.diagonal(prior_chol)  # (R,)
+            P = 1.0 / (sig ** -2 + enc_prec)  # (T, B, R)
+            A = P / sig ** 2
+            c = (P * enc_prec * mu).unsqueeze(1) + P.sqrt().unsqueeze(1) * eps
+            return A, (A - 1.0) / sig, c, c / sig, torch.log(P).sum(-1).T
+        prior_prec = torch.cholesky_inverse(prior_chol)
+        P = torch.cholesky_inverse(torch.linalg.cholesky(prior_prec + torch.diag_embed(enc_prec)))
         P = 0.5 * (P + P.transpose(-1, -2))
-        P_chol = torch.linalg.cholesky(P)
+        P_chol = torch.linalg.cholesky(P)  # (T, B, R, R)
         A = P @ prior_prec
-        b = (P @ (enc_mean * enc_prec).unsqueeze(-1)).squeeze(-1)
-        logdet_q = 2.0 * torch.log(torch.diagonal(P_chol, dim1=-2, dim2=-1)).sum(-1)
-        return A, b, P_chol, logdet_q
+        b = (P @ (enc_prec * mu).unsqueeze(-1)).squeeze(-1)  # (T, B, R)
+        c = b.unsqueeze(1) + (P_chol.unsqueeze(1) @ eps.unsqueeze(-1)).squeeze(-1)
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        L_inv = torch.linalg.solve_triangular(prior_chol, eye, upper=False)
+        G = L_inv @ (A - eye)
+        beta = c @ L_inv.T
+        logdet_q = 2.0 * torch.log(torch.diagonal(P_chol, dim1=-2, dim2=-1)).sum(-1).T
+        return A, G, c, beta, logdet_q
+
+    @staticmethod
+    def _matvec(M: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """M m for M (B, R) diagonal or (B, R, R), m (..., B, R)."""
+        if M.ndim == 2:
+            return M * m
+        return (M @ m.unsqueeze(-1)).squeeze(-1)
 
     def prepare(self, model, y, inputs, eps):
         ctx = super().prepare(model, y, inputs, eps)
         tr = model.transition
+        obs = model.observation
         mean, sd = self.encoder(y)  # (B, T, R)
-        A0, b0, Pc0, ld0 = self._product(tr.init_noise.cov(), mean[:, :1], sd[:, :1])
-        A, b, Pc, ld = self._product(tr.noise.cov(), mean[:, 1:], sd[:, 1:])
-        L = tr.noise.chol()
-        L0 = tr.init_noise.chol()
-        R = tr.rank
-        # sample noise of every step, (T, K, B, R): P_chol ε
-        noise0 = torch.einsum("bij,kbj->kbi", Pc0[:, 0], eps[0])
-        noise = torch.einsum("btij,tkbj->tkbi", Pc, eps[1:])
-        sq = (eps * eps).sum(-1)  # (T, K, B): −2 log q's quadratic part
-        ctx.extra.update(
-            A0=A0[:, 0], b0=b0[:, 0], noise0=noise0, ld0=ld0[:, 0],
-            A=A.transpose(0, 1).unbind(0), b=b.transpose(0, 1).unbind(0), noise=noise.unbind(0),
-            ld=ld.T.unbind(0), sq=sq, Linv=torch.linalg.inv(L), L0inv=torch.linalg.inv(L0),
-            logdet_p=2.0 * torch.log(torch.diagonal(L)).sum(),
-            logdet_p0=2.0 * torch.log(torch.diagonal(L0)).sum(), R=R)
+        L0, L = tr.init_noise.chol(), tr.noise.chol()
+        A0, G0, c0, beta0, ld0 = self._factors(L0, mean[:, :1], sd[:, :1], eps[:1])
+        A, G, c, beta, ld = self._factors(L, mean[:, 1:], sd[:, 1:], eps[1:])
+        # per-step weight: log p(y|z) (varying part) − ½|r|² + ½|ε|²; the particle-independent
+        # rest (observation constants, log-determinants, 2π) goes to the offset
+        logdet_p0 = 2.0 * torch.log(torch.diagonal(L0)).sum()
+        logdet_p = 2.0 * torch.log(torch.diagonal(L)).sum()
+        T = y.shape[1]
+        ctx.log_weight_offset = (obs.log_prob_constant(y).sum(1)
+                                 + 0.5 * (ld0[:, 0] + ld.sum(1))
+                                 - 0.5 * (logdet_p0 + (T - 1) * logdet_p))
+        ctx.extra.update(A0=A0[0], G0=G0[0], c0=c0[0], beta0=beta0[0],
+                         A=A.unbind(0), G=G.unbind(0), c=c.unbind(0), beta=beta.unbind(0),
+                         half_sq=(0.5 * (eps * eps).sum(-1)).unbind(0))
         return ctx
 
-    @staticmethod
-    def _weight(ctx, t, z, m, Linv, logdet_p, logdet_q):
-        # log p(z | m) − log q(z) + log p(y | z); the 2π terms cancel
-        r = (z - m) @ Linv.T
-        log_trans = -0.5 * ((r * r).sum(-1) + logdet_p)
-        log_q = -0.5 * (ctx.extra["sq"][t] + logdet_q)
-        return ctx.model.observation.log_prob(ctx.y_t[t], z) + log_trans - log_q
+    def _finish(self, ctx, t, m, A, G, c, beta):
+        z = self._matvec(A, m) + c
+        r = self._matvec(G, m) + beta
+        logw = (ctx.model.observation.log_prob_varying(ctx.y_t[t], z)
+                - 0.5 * (r * r).sum(-1) + ctx.extra["half_sq"][t])
+        return z, logw
 
     def initial(self, ctx):
         x = ctx.extra
-        m = ctx.model.transition.init_mean
-        z = (x["A0"] @ m) + x["b0"] + x["noise0"]
-        return z, self._weight(ctx, 0, z, m, x["L0inv"], x["logdet_p0"], x["ld0"])
+        m = ctx.model.transition.init_mean.expand_as(x["c0"])
+        return self._finish(ctx, 0, m, x["A0"], x["G0"], x["c0"], x["beta0"])
 
     def step(self, ctx, t, z_prev):
         x = ctx.extra
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
-        z = torch.einsum("bij,kbj->kbi", x["A"][t - 1], m) + x["b"][t - 1] + x["noise"][t - 1]
-        return z, self._weight(ctx, t, z, m, x["Linv"], x["logdet_p"], x["ld"][t - 1])
+        return self._finish(ctx, t, m, x["A"][t - 1], x["G"][t - 1], x["c"][t - 1],
+                            x["beta"][t - 1])
 
 
 PROPOSALS = ("bootstrap", "optimal", "encoder")

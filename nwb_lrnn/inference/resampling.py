@@ -61,11 +61,10 @@ class SystematicResampler(Resampler):
     def __call__(self, log_weights, generator=None):
         K, B = log_weights.shape
         cdf = torch.softmax(log_weights.detach().T, dim=1).cumsum_(dim=1)  # (B, K)
-        cdf[:, -1] = 1.0
         u = torch.rand(B, 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
-        points = (u + torch.arange(K, device=cdf.device, dtype=cdf.dtype)) / K
-        idx = torch.searchsorted(cdf, points, right=False)
-        return idx.clamp_(max=K - 1).T.contiguous()
+        points = (u + torch.arange(K, device=cdf.device, dtype=cdf.dtype)).div_(K)
+        # a last CDF value a rounding error below 1 can return K: clamped to K − 1
+        return torch.searchsorted(cdf, points).clamp_(max=K - 1).T
 
 
 RESAMPLERS: dict[str, type[Resampler]] = {

@@ -198,7 +198,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
                          f"sequence ({n_time}).")
     params = list(model.parameters()) + [p for p in proposal.parameters()
                                          if all(p is not q for q in model.parameters())]
-    opt = torch.optim.Adam(params, lr=cfg.learning_rate)
+    opt = _adam(params, cfg.learning_rate)
     gamma = 1.0 if cfg.lr_final is None else (cfg.lr_final / cfg.learning_rate) ** (
         1.0 / max(1, cfg.max_epochs))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
@@ -292,3 +292,11 @@ class _ParamBuffer:
     def restore(self):
         for v, p in zip(self.values, self.params, strict=True):
             p.copy_(v)
+
+
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where this torch and device support it (same maths)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch or unsupported device
+        return torch.optim.Adam(params, lr=lr)

@@ -46,6 +46,10 @@ class Link:
         """log f(η), computed stably."""
         return torch.log(self(eta))
 
+    def rate_and_log(self, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(η) and log f(η) together (sharing work)."""
+        return self(eta), self.log(eta)
+
     def inverse(self, rate: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -59,6 +63,10 @@ class SoftplusLink(Link):
     def log(self, eta):
         return torch.log(softplus(eta) + 1e-12)
 
+    def rate_and_log(self, eta):
+        rate = softplus(eta)
+        return rate, torch.log(rate + 1e-12)
+
     def inverse(self, rate):
         return softplus_inverse(torch.clamp(rate, min=1e-6))
 
@@ -71,6 +79,9 @@ class ExpLink(Link):
 
     def log(self, eta):
         return eta
+
+    def rate_and_log(self, eta):
+        return torch.exp(eta), eta
 
     def inverse(self, rate):
         return torch.log(torch.clamp(rate, min=1e-6))
@@ -106,6 +117,18 @@ class ObservationModel(nn.Module):
         Tensor, shape of the broadcast leading dimensions
         """
         raise NotImplementedError
+
+    def log_prob_varying(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The part of ``log_prob`` that depends on z (same shapes).
+
+        ``log_prob(y, z) == log_prob_varying(y, z) + log_prob_constant(y)``; the particle
+        filter adds the constant once per sequence instead of at every step and particle.
+        """
+        return self.log_prob(y, z)
+
+    def log_prob_constant(self, y: torch.Tensor) -> torch.Tensor:
+        """The part of ``log_prob`` that does not depend on z, shape y.shape[:-1]."""
+        return torch.zeros(y.shape[:-1], dtype=y.dtype, device=y.device)
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[y | z], shape (..., n_channels)."""
@@ -143,9 +166,15 @@ class GaussianObservation(ObservationModel):
         return z @ self.C.T + self.d
 
     def log_prob(self, y, z):
-        sd = self.sd()
-        r = (y - self.mean(z)) / sd
-        return -0.5 * (r * r).sum(-1) - sd.log().sum() - 0.5 * self.n_channels * _LOG_2PI
+        return self.log_prob_varying(y, z) + self.log_prob_constant(y)
+
+    def log_prob_varying(self, y, z):
+        r = (y - self.mean(z)) / self.sd()
+        return -0.5 * (r * r).sum(-1)
+
+    def log_prob_constant(self, y):
+        c = -self.sd().log().sum() - 0.5 * self.n_channels * _LOG_2PI
+        return c.expand(y.shape[:-1])
 
     def sample(self, z, generator=None):
         mu = self.mean(z)
@@ -209,10 +238,17 @@ class PoissonObservation(ObservationModel):
         return self.bin_size * self.rate(z)
 
     def log_prob(self, y, z):
+        return self.log_prob_varying(y, z) + self.log_prob_constant(y)
+
+    def log_prob_varying(self, y, z):
+        # Σ_i y_i log f(η_i) − Δ f(η_i)
         eta = self.log_intensity_input(z)
-        lam = self.bin_size * self.link(eta)
-        logp = y * (self.link.log(eta) + math.log(self.bin_size)) - lam - torch.lgamma(y + 1.0)
-        return logp.sum(-1)
+        rate, log_rate = self.link.rate_and_log(eta)
+        return torch.sub(y * log_rate, rate, alpha=self.bin_size).sum(-1)
+
+    def log_prob_constant(self, y):
+        # Σ_i y_i log Δ − log y_i!
+        return (y * math.log(self.bin_size) - torch.lgamma(y + 1.0)).sum(-1)
 
     def sample(self, z, generator=None):
         return torch.poisson(self.mean(z), generator=generator)
