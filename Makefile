@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install  ## fast test suite (what CI runs)
+test: install  ## lint + fast test suite (what CI runs)
+	$(BIN)/ruff check nwb_lrnn tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-slow: install  ## long statistical tests only

@@ -114,7 +114,7 @@ def check_array(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = N
 
 def check_random_state(seed: Any) -> np.random.Generator:
     """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`."""
-    if seed is None or isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
     if isinstance(seed, np.random.Generator):
         return seed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -12,10 +11,10 @@ import torch
 
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
 from .data import BinnedData
-from .inference.proposals import PROPOSALS, Proposal, make_proposal
-from .inference.resampling import RESAMPLERS, get_resampler
+from .inference.proposals import PROPOSALS, make_proposal
+from .inference.resampling import get_resampler
 from .inference.smc import particle_filter
-from .inference.training import TrainConfig, TrainHistory, evaluate_bound, train
+from .inference.training import TrainConfig, TrainHistory, train
 from .model.noise import softplus_inverse
 from .model.nonlinearities import NONLINEARITIES, Nonlinearity, get_nonlinearity
 from .model.observation import LINKS

@@ -18,7 +18,7 @@ def small_fit():
 
 
 def test_fit_returns_self_and_fitted_attributes(small_fit):
-    est, data = small_fit
+    est, _ = small_fit
     assert est.model_.config.n_channels == 10
     assert len(est.history_.train_bound) == 3
     assert est.proposal_name_ == "optimal"  # auto for Gaussian observations
@@ -79,7 +79,7 @@ def test_sklearn_clone_and_params():
 
 
 def test_parameters_round_trip_through_from_parameters(small_fit):
-    est, data = small_fit
+    est, _ = small_fit
     p = est.parameters_
     twin = LowRankRNN.from_parameters(**{k: v for k, v in p.items()})
     np.testing.assert_allclose(twin.sample(2, 30, random_state=1).values,

@@ -17,14 +17,15 @@ from nwb_lrnn.inference import (
 from nwb_lrnn.model import LowRankRNNModel, ModelConfig
 
 
-def _linear_model(seed=0, obs_sd=1.0, noise_sd=0.3, n_channels=4):
+def _linear_model(seed=0, obs_sd=1.0, noise_sd=0.3, n_channels=4, noise_cov="full"):
     g = torch.Generator().manual_seed(seed)
     model = LowRankRNNModel(ModelConfig(rank=2, n_units=6, n_channels=n_channels,
-                                        nonlinearity="identity", noise_cov="full"),
+                                        nonlinearity="identity", noise_cov=noise_cov),
                             generator=g).double()
+    rho = 0.3 if noise_cov == "full" else 0.0
     with torch.no_grad():
-        model.transition.noise.set_cov(torch.tensor([[noise_sd**2, 0.3 * noise_sd**2],
-                                                     [0.3 * noise_sd**2, noise_sd**2]]))
+        model.transition.noise.set_cov(torch.tensor([[noise_sd**2, rho * noise_sd**2],
+                                                     [rho * noise_sd**2, noise_sd**2]]))
         model.observation.raw_sd.fill_(math.log(math.expm1(obs_sd)))
         model.transition.init_mean.copy_(torch.tensor([0.5, -0.5]))
     return model, g
@@ -59,9 +60,11 @@ def _estimates(model, proposal, y, K, n_rep, g, **kw):
                                             **kw).log_marginal for _ in range(n_rep)])
 
 
-@pytest.mark.parametrize("proposal", ["bootstrap", "optimal", "encoder"])
-def test_log_marginal_matches_kalman(proposal):
-    model, g = _linear_model()
+@pytest.mark.parametrize("proposal,noise_cov", [("bootstrap", "full"), ("optimal", "full"),
+                                                ("encoder", "full"), ("encoder", "diag"),
+                                                ("optimal", "diag")])
+def test_log_marginal_matches_kalman(proposal, noise_cov):
+    model, g = _linear_model(noise_cov=noise_cov)
     _, y = model.sample(3, 30, generator=g)
     exact = kalman_log_marginal(model, y)
     prop = make_proposal(proposal, model, generator=g).double()
@@ -70,9 +73,11 @@ def test_log_marginal_matches_kalman(proposal):
         est = _estimates(model, prop, y, K, 20, g)
         err = (est - exact).abs().mean(0)
         sem = est.std(0) / math.sqrt(est.shape[0])
-        # E[log Ẑ] sits below log Z by about Var/2 (Jensen); allow that plus 4 standard errors
-        tol = 0.5 * est.var(0) + 4 * sem + 0.05
-        assert torch.all((est.mean(0) - exact).abs() <= tol), (proposal, K, est.mean(0), exact)
+        # Jensen: E[log Ẑ] <= log Z (Ẑ is unbiased for Z)
+        assert torch.all(est.mean(0) <= exact + 4 * sem), (proposal, K, est.mean(0), exact)
+        if K == 512:  # many particles: within about Var/2 (the bias) plus 4 standard errors
+            tol = 0.5 * est.var(0) + 4 * sem + 0.05
+            assert torch.all((est.mean(0) - exact).abs() <= tol), (proposal, est.mean(0), exact)
         errs[K] = float(err.mean())
     assert errs[512] < errs[16], errs  # the Monte Carlo error shrinks with particles
 

@@ -9,7 +9,13 @@ from .proposals import (
     Proposal,
     make_proposal,
 )
-from .resampling import RESAMPLERS, MultinomialResampler, Resampler, SystematicResampler, get_resampler
+from .resampling import (
+    RESAMPLERS,
+    MultinomialResampler,
+    Resampler,
+    SystematicResampler,
+    get_resampler,
+)
 from .smc import SMCResult, particle_filter
 
 __all__ = [

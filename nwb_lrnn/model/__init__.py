@@ -1,8 +1,22 @@
 """Generative model: nonlinearities, low-rank transition, observation models."""
 
-from .nonlinearities import NONLINEARITIES, ClippedReLU, Identity, Nonlinearity, ReLU, Tanh, get_nonlinearity
 from .noise import DiagonalCovariance, FullCovariance, GaussianCovariance
-from .observation import ExpLink, GaussianObservation, ObservationModel, PoissonObservation, SoftplusLink
+from .nonlinearities import (
+    NONLINEARITIES,
+    ClippedReLU,
+    Identity,
+    Nonlinearity,
+    ReLU,
+    Tanh,
+    get_nonlinearity,
+)
+from .observation import (
+    ExpLink,
+    GaussianObservation,
+    ObservationModel,
+    PoissonObservation,
+    SoftplusLink,
+)
 from .rnn import LowRankRNNModel, ModelConfig
 from .transition import LowRankTransition
 
