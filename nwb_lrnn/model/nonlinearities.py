@@ -52,6 +52,11 @@ class Nonlinearity:
         """grad ⊙ φ'(x) (a fused kernel where torch has one)."""
         return grad * self.derivative(x)
 
+    def apply_(self, x: torch.Tensor) -> torch.Tensor:
+        """φ(x) written into ``x`` where possible (for fresh intermediates: autograd then keeps
+        one tensor per step instead of two)."""
+        return self(x)
+
     @property
     def breakpoints(self) -> tuple[float, ...]:
         """Sorted breakpoints of a piecewise-linear φ (empty for smooth φ)."""
@@ -92,6 +97,9 @@ class ReLU(Nonlinearity):
     def backward(self, grad, x):
         return torch.ops.aten.threshold_backward(grad, x, 0.0)
 
+    def apply_(self, x):
+        return torch.relu_(x)
+
     @property
     def breakpoints(self):
         return (0.0,)
@@ -126,6 +134,9 @@ class ClippedReLU(Nonlinearity):
     def backward(self, grad, x):
         return torch.ops.aten.hardtanh_backward(grad, x, 0.0, self.clip)
 
+    def apply_(self, x):
+        return torch.nn.functional.hardtanh_(x, 0.0, self.clip)
+
     @property
     def breakpoints(self):
         return (0.0, self.clip)
@@ -148,6 +159,9 @@ class Tanh(Nonlinearity):
 
     def derivative(self, x):
         return 1.0 - torch.tanh(x) ** 2
+
+    def apply_(self, x):
+        return torch.tanh_(x)
 
 
 class Identity(Nonlinearity):

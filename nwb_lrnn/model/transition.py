@@ -137,7 +137,7 @@ class LowRankTransition(nn.Module):
             pre = torch.addmm(drive, z2, self.U_t)
         else:
             pre = (z @ self.U_t + drive).reshape(-1, self.n_units)
-        out = torch.addmm(self.decay * z2, self.phi(pre), self.V.T)
+        out = torch.addmm(self.decay * z2, self.phi.apply_(pre), self.V.T)
         return out.reshape(shape)
 
     def units(self, z: torch.Tensor) -> torch.Tensor:
