@@ -80,6 +80,14 @@ class Proposal(nn.Module):
         """Particles z_t (K, B, R) from resampled z_{t-1} and incremental log-weights (K, B)."""
         raise NotImplementedError
 
+    def run_fused(self, ctx: _Context, z0: torch.Tensor, logw0: torch.Tensor, resampler,
+                  generator) -> torch.Tensor | None:
+        """Optionally run steps 1..T-1 (resampling every step) in one fused operation.
+
+        Returns the log-weights (T-1, K, B) or None (then the filter calls :meth:`step`).
+        """
+        return None
+
 
 class BootstrapProposal(Proposal):
     """q = the transition p(z_t | z_{t-1}); weight = p(y_t | z_t). Any observation model."""
@@ -181,9 +189,11 @@ class OptimalGaussianProposal(Proposal):
         K, B = eps.shape[1], eps.shape[2]
         lin = (-0.5 * f["lin"]).transpose(0, 1).unsqueeze(1).expand(-1, K, -1, -1)
         # 2-D (K·B, R) per-step operands so that each step is two fused addmm calls
-        ctx.extra.update(f0=f0, At=f["A"].T, Qh=-0.5 * f["Q"], R=R,
-                         lin=lin.reshape(-1, K * B, R).unbind(0),
-                         shift=shift.reshape(-1, K * B, R).unbind(0), shift0=shift0)
+        lin_all = lin.reshape(-1, K * B, R)
+        shift_all = shift.reshape(-1, K * B, R)
+        ctx.extra.update(f0=f0, At=f["A"].T, Qh=-0.5 * f["Q"], R=R, lin_all=lin_all,
+                         shift_all=shift_all, lin=lin_all.unbind(0), shift=shift_all.unbind(0),
+                         shift0=shift0)
         ctx.log_weight_offset = -0.5 * f["const"].sum(1)
         return ctx
 
@@ -193,6 +203,21 @@ class OptimalGaussianProposal(Proposal):
         m = tr.init_mean.expand_as(ctx.eps[0])
         z = m @ f0["A"].T + ctx.extra["shift0"]
         return z, -0.5 * (((m @ f0["Q"] + f0["lin"]) * m).sum(-1) + f0["const"])
+
+    def run_fused(self, ctx, z0, logw0, resampler, generator):
+        """Steps 1..T-1 with a hand-written backward (:class:`~.fused.OptimalLoop`).
+
+        Returns the log-weights (T-1, K, B), or None where the fused loop does not apply
+        (time-varying inputs): the caller then runs :meth:`step`.
+        """
+        if ctx.drive.ndim != 1 or not torch.is_grad_enabled():
+            return None
+        from .fused import OptimalLoop
+
+        tr, x = ctx.model.transition, ctx.extra
+        return OptimalLoop.apply(z0, tr.U_t, tr.V, ctx.drive, tr.decay, x["At"], x["Qh"],
+                                 x["shift_all"], x["lin_all"], logw0.detach(), tr.phi,
+                                 resampler, generator)
 
     def step(self, ctx, t, z_prev):
         x = ctx.extra
@@ -331,10 +356,31 @@ class EncoderProposal(Proposal):
         ctx.log_weight_offset = (obs.log_prob_constant(y).sum(1)
                                  + 0.5 * (ld0[:, 0] + ld.sum(1))
                                  - 0.5 * (logdet_p0 + (T - 1) * logdet_p))
+        half_sq = 0.5 * (eps * eps).sum(-1)
         ctx.extra.update(A0=A0[0], G0=G0[0], c0=c0[0], beta0=beta0[0],
                          A=A.unbind(0), G=G.unbind(0), c=c.unbind(0), beta=beta.unbind(0),
-                         half_sq=(0.5 * (eps * eps).sum(-1)).unbind(0))
+                         half_sq=half_sq.unbind(0),
+                         stacked=(A, G, c, beta, half_sq[1:]))
         return ctx
+
+    def run_fused(self, ctx, z0, logw0, resampler, generator):
+        """Steps 1..T-1 with a hand-written backward (:class:`~.fused.EncoderPoissonLoop`) for
+        Poisson observations with an affine readout and a diagonal latent noise; None (the
+        caller then runs :meth:`step`) otherwise."""
+        from ..model.observation import PoissonObservation
+
+        obs = ctx.model.observation
+        A, G, c, beta, half_sq = ctx.extra["stacked"]
+        if (ctx.drive.ndim != 1 or not torch.is_grad_enabled() or A.ndim != 3
+                or not isinstance(obs, PoissonObservation) or obs.readout != "affine"):
+            return None
+        from .fused import EncoderPoissonLoop
+
+        tr = ctx.model.transition
+        y = ctx.y[:, 1:].transpose(0, 1)  # (T-1, B, n_ch)
+        return EncoderPoissonLoop.apply(z0, tr.U_t, tr.V, ctx.drive, tr.decay, A, G, c, beta,
+                                        obs.C, obs.d, y, half_sq, logw0.detach(), tr.phi,
+                                        obs.link, obs.bin_size, resampler, generator)
 
     def _finish(self, ctx, t, m, A, G, c, beta):
         z = self._matvec(A, m) + c

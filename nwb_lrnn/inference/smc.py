@@ -93,7 +93,7 @@ def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
                     inputs: torch.Tensor | None = None, n_particles: int = 64,
                     resampler: Resampler | None = None, ess_threshold: float | None = None,
                     generator: torch.Generator | None = None,
-                    return_particles: bool = False) -> SMCResult:
+                    return_particles: bool = False, fused: bool = True) -> SMCResult:
     """Run a particle filter over a batch of sequences.
 
     Parameters
@@ -114,6 +114,9 @@ def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         Source of all randomness (proposal noise and resampling).
     return_particles : bool
         Keep particles, weights and ancestors (needed for posterior latents).
+    fused : bool
+        Let the proposal run the loop with its hand-written backward where it has one
+        (same values and gradients, less overhead); False forces the step-by-step loop.
 
     Returns
     -------
@@ -151,7 +154,11 @@ def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         # resampling at every step: the weights before each step are uniform, so the
         # log-marginal is Σ_t logsumexp_k(log w_t) − T log K, computed once after the loop
         logws = [logw]
-        for t in range(1, T):
+        fused = (proposal.run_fused(ctx, z, logw, resampler, generator)
+                 if fused and not keep else None)
+        if fused is not None:
+            logws.extend(fused.unbind(0))
+        for t in range(1, T if fused is None else 1):
             anc = resampler(logw.detach(), generator)
             z = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R))
             z, logw = proposal.step(ctx, t, z)

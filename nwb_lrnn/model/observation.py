@@ -50,6 +50,12 @@ class Link:
         """f(η) and log f(η) together (sharing work)."""
         return self(eta), self.log(eta)
 
+    def loglik_grad(self, eta: torch.Tensor, y: torch.Tensor, bin_size: float, *,
+                    rate: torch.Tensor | None = None) -> torch.Tensor:
+        """d/dη of y log f(η) − Δ f(η), elementwise (``y`` broadcasts against ``eta``;
+        ``rate`` = f(η) when already known)."""
+        raise NotImplementedError
+
     def inverse(self, rate: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -67,6 +73,11 @@ class SoftplusLink(Link):
         rate = softplus(eta)
         return rate, torch.log(rate + 1e-12)
 
+    def loglik_grad(self, eta, y, bin_size, *, rate=None):
+        # f' = sigmoid; d/dη [y log(f + 1e-12) − Δ f] = sigmoid(η) (y / (f + 1e-12) − Δ)
+        rate = softplus(eta) if rate is None else rate
+        return torch.sigmoid(eta).mul_(torch.div(y, rate + 1e-12).sub_(bin_size))
+
     def inverse(self, rate):
         return softplus_inverse(torch.clamp(rate, min=1e-6))
 
@@ -82,6 +93,9 @@ class ExpLink(Link):
 
     def rate_and_log(self, eta):
         return torch.exp(eta), eta
+
+    def loglik_grad(self, eta, y, bin_size, *, rate=None):
+        return torch.sub(y, torch.exp(eta) if rate is None else rate, alpha=bin_size)
 
     def inverse(self, rate):
         return torch.log(torch.clamp(rate, min=1e-6))
