@@ -1,12 +1,27 @@
 """nwb_lrnn: stochastic low-rank RNNs fitted to neural data with variational SMC.
 
-Public names (DESIGN §8): :class:`BinnedData`, :class:`LowRankRNN`. Importing the package has no
-side effects.
+Public names (DESIGN §8): :class:`BinnedData`, :class:`LowRankRNN`, the readers
+(:func:`read_nwb`, :func:`read_dandi`, :func:`from_mne`, :func:`from_sorting`) and their
+inverses (:func:`to_mne`, :func:`to_sorting`). Importing the package has no side effects; the
+readers (and MNE, dandi, spikeinterface behind them) load on first use.
 """
+
+from __future__ import annotations
 
 from ._version import __version__
 from .data import BinnedData
 from .estimator import LowRankRNN, NotFittedError
 from .inference.training import FitDivergedError
 
-__all__ = ["BinnedData", "FitDivergedError", "LowRankRNN", "NotFittedError", "__version__"]
+_IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to_sorting")
+
+__all__ = ["BinnedData", "FitDivergedError", "LowRankRNN", "NotFittedError", "__version__",
+           *_IO_NAMES]
+
+
+def __getattr__(name: str):
+    if name in _IO_NAMES:
+        from . import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'nwb_lrnn' has no attribute {name!r}")

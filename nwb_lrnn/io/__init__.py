@@ -1,0 +1,31 @@
+"""Readers and writers: NWB, DANDI, MNE, spikeinterface. Knows no torch.
+
+Names are imported lazily (PEP 562) so that ``import nwb_lrnn`` does not import MNE, dandi or
+spikeinterface.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_NAMES = {
+    "read_nwb": ".nwb", "NWBReadError": ".nwb",
+    "read_dandi": ".dandi",
+    "open_url": ".remote", "download": ".remote",
+    "from_sorting": ".sorting", "to_sorting": ".sorting",
+    "from_mne": ".mne", "to_mne": ".mne",
+    "preprocess_eeg_paper": ".eeg",
+    "bin_spike_times": ".binning",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
