@@ -13,7 +13,8 @@ from .data import BinnedData
 from .estimator import LowRankRNN, NotFittedError
 from .inference.training import FitDivergedError
 
-_IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to_sorting")
+_IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to_sorting",
+             "write_nwb", "read_fit")
 
 __all__ = ["BinnedData", "FitDivergedError", "LowRankRNN", "NotFittedError", "__version__",
            *_IO_NAMES]

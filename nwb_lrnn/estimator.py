@@ -747,3 +747,98 @@ class LowRankRNN:
         est.device_ = dev
         est.history_ = TrainHistory()
         return est
+
+
+# ---------------------------------------------------------------------------- serialisation
+def export_fit(est: LowRankRNN) -> dict[str, Any]:
+    """Everything needed to rebuild a fitted estimator, as numpy arrays and JSON strings.
+
+    Used by the NWB writer (which knows no torch). No pickle: tensors become arrays, settings
+    become JSON.
+
+    Returns
+    -------
+    dict with ``state`` (dict name -> ndarray: 'model.<param>' and 'proposal.<param>'),
+    ``model_config``, ``train_config``, ``estimator_params`` (JSON strings) and ``meta``
+    (dict: kind, bin_size, channel_names, proposal, random_seed, history).
+    """
+    import json
+
+    est._check_fitted("export_fit")
+    state = {f"model.{k}": v.detach().cpu().numpy() for k, v in est.model_.state_dict().items()}
+    state.update({f"proposal.{k}": v.detach().cpu().numpy()
+                  for k, v in est.proposal_.state_dict().items()})
+    params = est.get_params()
+    nl = params["nonlinearity"]
+    params["nonlinearity"] = nl.to_config() if isinstance(nl, Nonlinearity) else nl
+    params["random_state"] = est.random_seed_
+    params["device"] = "auto"
+    return {
+        "state": state,
+        "model_config": est.model_config_.to_json(),
+        "train_config": est.train_config_.to_json(),
+        "estimator_params": json.dumps(params, sort_keys=True),
+        "meta": {"kind": est.kind_, "bin_size": est.bin_size_,
+                 "channel_names": list(est.channel_names_), "proposal": est.proposal_name_,
+                 "random_seed": int(est.random_seed_), "history": est.history_.to_dict()},
+    }
+
+
+def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
+    """Inverse of :func:`export_fit`: a fitted :class:`LowRankRNN`.
+
+    Raises
+    ------
+    ValueError
+        A tensor is missing or has the wrong shape (the message names it).
+    """
+    import json
+
+    mcfg = ModelConfig.from_json(exported["model_config"])
+    tcfg = TrainConfig(**json.loads(exported["train_config"]))
+    params = json.loads(exported["estimator_params"])
+    params["device"] = device
+    meta = exported["meta"]
+    est = LowRankRNN(**params)
+    dev = _resolve_device(device)
+    model = LowRankRNNModel(mcfg)
+    kind = meta["kind"]
+    prop_name = meta["proposal"]
+    if prop_name == "encoder":
+        proposal = make_proposal(prop_name, model, kernel_size=params["encoder_kernel"],
+                                 hidden=params["encoder_hidden"],
+                                 causal=bool(params["encoder_causal"]),
+                                 transform="log1p" if kind == "counts" else "identity")
+    else:
+        proposal = make_proposal(prop_name, model)
+    state = exported["state"]
+    for prefix, module in (("model.", model), ("proposal.", proposal)):
+        own = module.state_dict()
+        new = {}
+        for key, ref in own.items():
+            full = prefix + key
+            if full not in state:
+                raise ValueError(f"the fit has no tensor {full!r} (expected shape "
+                                 f"{tuple(ref.shape)}); the file is incomplete.")
+            arr = np.asarray(state[full])
+            if tuple(arr.shape) != tuple(ref.shape):
+                raise ValueError(f"tensor {full!r} has shape {arr.shape}, expected "
+                                 f"{tuple(ref.shape)} for this model configuration.")
+            new[key] = torch.as_tensor(arr.copy(), dtype=ref.dtype)
+        module.load_state_dict(new)
+    est.model_ = model.to(dev)
+    est.proposal_ = proposal.to(dev)
+    est.proposal_name_ = prop_name
+    est.model_config_ = mcfg
+    est.train_config_ = tcfg
+    est.kind_ = kind
+    est.bin_size_ = float(meta["bin_size"])
+    est.channel_names_ = list(meta["channel_names"])
+    est.random_seed_ = int(meta["random_seed"])
+    est.device_ = dev
+    hist = TrainHistory()
+    for k, v in (meta.get("history") or {}).items():
+        if hasattr(hist, k):
+            setattr(hist, k, v)
+    est.history_ = hist
+    return est

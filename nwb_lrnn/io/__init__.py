@@ -16,6 +16,7 @@ _NAMES = {
     "from_mne": ".mne", "to_mne": ".mne",
     "preprocess_eeg_paper": ".eeg",
     "bin_spike_times": ".binning",
+    "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
 }
 
 __all__ = sorted(_NAMES)

@@ -1,0 +1,494 @@
+"""Write a fitted model to NWB through the ndx-lrnn extension, and read it back.
+
+The extension's schema ships in the package (``nwb_lrnn/extensions``) and is cached into every
+file written, so a written file opens with plain pynwb where nwb_lrnn is not installed. No
+pickle anywhere: parameters are NWB datasets, settings are JSON attributes.
+
+Writes are atomic: a new file is written next to the target under a temporary name and moved
+into place; ``mode="append"`` copies the existing file, adds the processing module to the copy
+and replaces the original only when everything was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validate import check_option
+
+__all__ = ["FitFileError", "load_extension", "read_fit", "write_nwb"]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "ndx-lrnn"
+MODULE_NAME = "lrnn"
+INCLUDE = ("model", "latents", "generated", "metrics", "fixed_points")
+
+
+class FitFileError(ValueError):
+    """An NWB file does not hold a usable nwb_lrnn fit (the message says what is wrong)."""
+
+
+_LOADED = False
+
+
+def load_extension() -> None:
+    """Load the ndx-lrnn namespace into pynwb (idempotent)."""
+    global _LOADED
+    if _LOADED:
+        return
+    from pynwb import available_namespaces, load_namespaces
+
+    if NAMESPACE not in available_namespaces():
+        path = resources.files("nwb_lrnn") / "extensions" / f"{NAMESPACE}.namespace.yaml"
+        load_namespaces(str(path))
+    _LOADED = True
+
+
+def _cls(name: str):
+    from pynwb import get_class
+
+    load_extension()
+    return get_class(name, NAMESPACE)
+
+
+def _concat_trials(values: np.ndarray, start_times: np.ndarray, bin_size: float):
+    """(trials, time, k) -> data (trials·time, k), timing kwargs, trial_index.
+
+    Timing is ``starting_time`` and ``rate`` when the bins are evenly spaced (NWB best
+    practice), otherwise explicit ``timestamps``.
+    """
+    n_tr, n_t = values.shape[:2]
+    data = values.reshape(n_tr * n_t, *values.shape[2:])
+    ts = (np.asarray(start_times, dtype=float)[:, None]
+          + np.arange(n_t)[None, :] * bin_size).reshape(-1)
+    idx = np.repeat(np.arange(n_tr), n_t)
+    if ts.size < 2 or np.allclose(np.diff(ts), bin_size, rtol=1e-9, atol=1e-12):
+        timing = {"starting_time": float(ts[0]), "rate": 1.0 / bin_size}
+    else:
+        timing = {"timestamps": ts}
+    return data, timing, idx
+
+
+def _provenance(data) -> dict:
+    prov = dict(getattr(data, "provenance", None) or {})
+    src = prov.get("source")
+    if isinstance(src, str) and "://" not in src and os.path.isfile(src):
+        prov.setdefault("source_sha256", _sha256(src))
+    return prov
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _session_from_source(prov: dict):
+    """Session start time and Subject copied from the source NWB file, when it is local."""
+    src = prov.get("source")
+    if not (isinstance(src, str) and src.endswith(".nwb") and os.path.isfile(src)):
+        return None, None
+    try:
+        from pynwb import NWBHDF5IO
+        from pynwb.file import Subject
+
+        with NWBHDF5IO(src, "r") as io:
+            nwb = io.read()
+            subject = None
+            if nwb.subject is not None:
+                s = nwb.subject
+                subject = Subject(subject_id=s.subject_id, species=s.species, sex=s.sex,
+                                  age=s.age, description=s.description)
+            return nwb.session_start_time, subject
+    except Exception as err:  # a best effort: the fit is still written
+        logger.warning("could not copy session metadata from %s: %s", src, err)
+        return None, None
+
+
+def _model_group(est, exported: dict, description: str, source: dict):
+    from .. import __version__
+
+    p = est.parameters_
+    state = exported["state"]
+    keys = sorted(state)
+    Model = _cls("LowRankRNNModel")
+    R = est.model_config_.rank
+    nz = np.asarray(p["noise_z"], dtype=float)
+    kwargs = dict(
+        name="model", description=description, rank=R,
+        n_units=est.model_config_.n_units, n_channels=est.model_config_.n_channels,
+        n_inputs=est.model_config_.n_inputs,
+        nonlinearity=json.dumps(p["nonlinearity"], sort_keys=True),
+        observation=est.model_config_.observation, proposal=est.proposal_name_,
+        bin_size=float(est.bin_size_),
+        model_config=json.dumps({"model": json.loads(exported["model_config"]),
+                                 "estimator": json.loads(exported["estimator_params"]),
+                                 "meta": {k: v for k, v in exported["meta"].items()
+                                          if k != "history"}}, sort_keys=True),
+        train_config=exported["train_config"], package_version=__version__,
+        random_seed=int(est.random_seed_), source=json.dumps(source, sort_keys=True,
+                                                             default=str),
+        U=p["U"], V=p["V"], h=p["h"], decay=np.atleast_1d(p["decay"]).astype(float),
+        noise_cov=np.diag(nz**2) if nz.ndim == 1 else nz, init_mean=p["init_mean"],
+        init_cov=np.diag(np.asarray(p["init_sd"], dtype=float) ** 2),
+        training_bound=np.asarray(est.history_.train_bound, dtype=float),
+        state_values=np.concatenate([np.asarray(state[k], dtype=np.float64).ravel()
+                                     for k in keys]) if keys else np.zeros(0),
+        state_keys=keys, state_shapes=[json.dumps(list(np.shape(state[k]))) for k in keys],
+    )
+    if est.history_.val_bound:
+        kwargs["validation_bound"] = np.asarray(est.history_.val_bound, dtype=float)
+    for opt in ("B", "C", "d", "noise_x", "gain", "bias"):
+        if p.get(opt) is not None:
+            kwargs[opt] = np.asarray(p[opt], dtype=float)
+    return Model(**kwargs)
+
+
+def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new",
+              include: Iterable[str] = ("model", "latents", "generated", "metrics"),
+              overwrite: bool = False, n_generated: tuple[int, int] | None = None,
+              burn_in: int = 0, random_state: int = 0, fixed_points=None,
+              metrics: Mapping[str, float] | None = None, subject=None,
+              session_description: str | None = None,
+              module_name: str = MODULE_NAME) -> Path:
+    """Write a fitted :class:`~nwb_lrnn.LowRankRNN` into an NWB file.
+
+    Parameters
+    ----------
+    estimator : LowRankRNN
+        A fitted estimator (or one from ``LowRankRNN.from_parameters``).
+    path : path
+        Output file.
+    data : BinnedData, optional
+        The data the model was fitted on (or evaluated with): its provenance is recorded and
+        it is used for the posterior latents and the metrics.
+    mode : {'new', 'append'}
+        'new': a standalone results file (session metadata from the source NWB file when it
+        is local, otherwise from ``subject``/``session_description``). 'append': add the
+        processing module to the existing NWB file at ``path`` (through a copy and an atomic
+        replace; the original is untouched if anything fails).
+    include : iterable of {'model', 'latents', 'generated', 'metrics', 'fixed_points'}
+        What to write ('latents' and 'metrics' need ``data``; 'fixed_points' needs
+        ``fixed_points`` or a piecewise-linear model).
+    overwrite : bool
+        Replace an existing file in mode 'new'.
+    n_generated : (n_trials, n_time), optional
+        Size of the surrogate data (default: the shape of ``data``, else (1, 1000)).
+    burn_in, random_state : int
+        Of the surrogate data.
+    fixed_points : FixedPoints, optional
+        A precomputed fixed-point table.
+    metrics : dict, optional
+        Extra measures to store (name -> value).
+    subject : pynwb.file.Subject or dict, optional
+        Subject metadata for a new file (DANDI needs subject_id, species, sex, age).
+    session_description : str, optional
+    module_name : str
+        Name of the processing module.
+
+    Returns
+    -------
+    Path of the written file.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists, mode 'new' and ``overwrite=False``.
+    FileNotFoundError
+        mode 'append' and ``path`` does not exist.
+    ValueError
+        Unfitted estimator, unknown ``include`` entries, or ``data`` that does not match.
+
+    Examples
+    --------
+    >>> write_nwb(est, "fit.nwb", data=data)     # doctest: +SKIP
+    >>> est2 = read_fit("fit.nwb")                # doctest: +SKIP
+    """
+    from ..estimator import LowRankRNN, NotFittedError, export_fit
+
+    if not isinstance(estimator, LowRankRNN):
+        raise TypeError(f"estimator must be a LowRankRNN, got {type(estimator).__name__}.")
+    if not hasattr(estimator, "model_"):
+        raise NotFittedError("write_nwb needs a fitted LowRankRNN: call fit(data) or "
+                             "LowRankRNN.from_parameters(...) first.")
+    mode = check_option("mode", mode, ("new", "append"))
+    include = tuple(include)
+    for item in include:
+        check_option("include", item, INCLUDE)
+    path = Path(path).expanduser()
+    if mode == "new" and path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it (or "
+                              "mode='append' to add the fit to it).")
+    if mode == "append" and not path.is_file():
+        raise FileNotFoundError(f"mode='append' needs an existing NWB file, {path} not found.")
+    if data is not None:
+        estimator._check_compatible(estimator._as_data(data))
+    if "latents" in include and data is None:
+        logger.info("no data given: posterior latents are not written")
+    prov = _provenance(data) if data is not None else {}
+    exported = export_fit(estimator)
+    description = (f"Stochastic low-rank RNN (rank {estimator.model_config_.rank}, "
+                   f"{estimator.model_config_.n_units} units, "
+                   f"{estimator.model_config_.observation} observations) fitted with "
+                   "variational SMC by nwb_lrnn")
+    objects = _build_objects(estimator, exported, data, include, description, prov,
+                             n_generated, burn_in, random_state, fixed_points, metrics)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if mode == "new":
+            tmp.unlink()
+            _write_new(tmp, objects, module_name, prov, subject, session_description,
+                       description)
+        else:
+            shutil.copy2(path, tmp)
+            _append(tmp, objects, module_name, description)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _build_objects(est, exported, data, include, description, prov, n_generated, burn_in,
+                   random_state, fixed_points, metrics) -> list:
+    objects = [_model_group(est, exported, description, prov)] if "model" in include else []
+    bin_size = float(est.bin_size_)
+    if data is not None:
+        data = est._as_data(data)
+    if "latents" in include and data is not None:
+        mean, sd = est.transform(data, return_std=True)
+        d, ts, idx = _concat_trials(mean, data.start_times, bin_size)
+        s, _, _ = _concat_trials(sd, data.start_times, bin_size)
+        objects.append(_cls("PosteriorLatents")(
+            name="posterior_latents", data=d, spread=s, trial_index=idx, **ts,
+            unit="a.u.", method="smoothed", n_particles=int(est.train_config_.n_particles),
+            description="Posterior mean latents (particle filter-smoother) of the data the "
+                        "model was fitted on; spread holds the posterior SD."))
+    if "generated" in include:
+        if n_generated is None:
+            n_generated = (data.n_trials, data.n_time) if data is not None else (1, 1000)
+        gen = est.sample(int(n_generated[0]), int(n_generated[1]), burn_in=burn_in,
+                         random_state=random_state,
+                         inputs=None if data is None or data.inputs is None
+                         or tuple(n_generated) != (data.n_trials, data.n_time)
+                         or burn_in else data.inputs)
+        d, ts, idx = _concat_trials(gen.values, np.arange(gen.n_trials) * gen.duration,
+                                    bin_size)
+        objects.append(_cls("GeneratedData")(
+            name="generated", data=d.astype(np.int64) if gen.kind == "counts" else d,
+            trial_index=idx, **ts, kind=gen.kind, burn_in=int(burn_in),
+            random_seed=int(random_state), unit="counts" if gen.kind == "counts" else "a.u.",
+            description=f"Surrogate data generated by the fitted model "
+                        f"({gen.n_trials} trials of {gen.n_time} bins; trial k starts at "
+                        f"k x {gen.duration:g} s on its own clock)."))
+    if "metrics" in include:
+        rows = []
+        if data is not None:
+            rows.append(("bound_per_step", est.score(data), "train"))
+        hist = est.history_
+        if hist.val_bound:
+            rows.append(("bound_per_step", float(hist.val_bound[-1]), "validation"))
+        for k, v in (metrics or {}).items():
+            rows.append((str(k), float(v), "user"))
+        if rows:
+            table = _cls("FitMetrics")(name="metrics", description="Measures of the fit.")
+            for name, value, split in rows:
+                table.add_row(metric=name, value=float(value), split=split)
+            objects.append(table)
+    if "fixed_points" in include:
+        fp = fixed_points
+        if fp is None:
+            try:
+                from ..analysis.fixed_points import find_fixed_points
+            except ImportError:
+                find_fixed_points = None
+            fp = find_fixed_points(est, verbose=False) if find_fixed_points else None
+        if fp is not None:
+            objects.append(_fixed_point_table(fp))
+    return objects
+
+
+def _fixed_point_table(fp):
+    table = _cls("FixedPointTable")(name="fixed_points", method="approximate"
+                                    if getattr(fp, "approximate", False) else "exact",
+                                    description="Fixed points of the latent map.")
+    z = np.asarray(fp.z, dtype=float)
+    act = np.asarray(getattr(fp, "unit_activity", np.zeros((len(z), 0))), dtype=float)
+    ev = np.asarray(fp.eigenvalues)
+    kinds = list(getattr(fp, "stability", getattr(fp, "types", ["unknown"] * len(z))))
+    for i in range(len(z)):
+        table.add_row(location=z[i], unit_activity=act[i], eigenvalues_real=ev[i].real,
+                      eigenvalues_imag=ev[i].imag, stability=str(kinds[i]))
+    return table
+
+
+def _write_new(tmp: Path, objects, module_name, prov, subject, session_description,
+               description):
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.file import Subject
+
+    start, src_subject = _session_from_source(prov)
+    if start is None:
+        sst = prov.get("session_start_time")
+        try:
+            start = datetime.fromisoformat(sst) if isinstance(sst, str) else None
+        except ValueError:
+            start = None
+    if start is None:
+        start = datetime.now(timezone.utc)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    if isinstance(subject, Mapping):
+        subject = Subject(**subject)
+    subject = subject or src_subject
+    nwb = NWBFile(
+        session_description=session_description or (
+            f"Results of an nwb_lrnn fit: {description}."
+            + (f" Source: {prov.get('source')}." if prov.get("source") else "")),
+        identifier=str(uuid.uuid4()), session_start_time=start, subject=subject,
+        experiment_description="Data-driven model: a stochastic low-rank recurrent neural "
+                               "network fitted with variational sequential Monte Carlo.",
+        keywords=["low-rank RNN", "sequential Monte Carlo", "dynamical system", "nwb_lrnn"],
+        source_script="nwb_lrnn", source_script_file_name="nwb_lrnn.io.write_nwb")
+    mod = nwb.create_processing_module(name=module_name, description=description)
+    for obj in objects:
+        mod.add(obj)
+    load_extension()
+    with NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwb, cache_spec=True)
+
+
+def _append(tmp: Path, objects, module_name, description):
+    from pynwb import NWBHDF5IO
+
+    load_extension()
+    with NWBHDF5IO(str(tmp), "a", load_namespaces=True) as io:
+        nwb = io.read()
+        if module_name in nwb.processing:
+            raise FileExistsError(f"the file already has a processing module "
+                                  f"{module_name!r}; pass another module_name.")
+        mod = nwb.create_processing_module(name=module_name, description=description)
+        for obj in objects:
+            mod.add(obj)
+        io.write(nwb, cache_spec=True)
+
+
+# ------------------------------------------------------------------------------- read
+def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
+             device: str = "auto"):
+    """Reload a fit written by :func:`write_nwb` as a fitted :class:`~nwb_lrnn.LowRankRNN`.
+
+    ``sample`` with the same ``random_state`` gives identical output to the estimator that
+    was written; ``transform`` agrees to numerical precision. Nothing in the file is executed:
+    parameters are read as arrays, settings as JSON.
+
+    Parameters
+    ----------
+    path : path
+        An NWB file with a ``LowRankRNNModel`` in a processing module.
+    module_name : str, optional
+        The processing module (default: the first one that holds a model).
+    device : str
+
+    Raises
+    ------
+    FileNotFoundError, FitFileError
+    """
+    import h5py
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"fit file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
+    with f:
+        group = _find_model_group(f, path, module_name)
+        exported = _read_model_group(group, path)
+    from ..estimator import import_fit
+
+    try:
+        return import_fit(exported, device=device)
+    except (ValueError, KeyError, TypeError) as err:
+        raise FitFileError(f"{path}: {err}") from None
+
+
+def _find_model_group(f, path, module_name):
+    proc = f.get("processing")
+    found = []
+    if proc is not None:
+        for mname, mod in proc.items():
+            for oname, obj in mod.items():
+                nt = obj.attrs.get("neurodata_type")
+                nt = nt.decode() if isinstance(nt, bytes) else nt
+                if nt == "LowRankRNNModel":
+                    found.append((mname, oname, obj))
+    if module_name is not None:
+        found = [x for x in found if x[0] == module_name]
+    if not found:
+        where = f" in processing module {module_name!r}" if module_name else ""
+        raise FitFileError(f"{path} holds no nwb_lrnn fit{where} (no LowRankRNNModel in any "
+                           "processing module).")
+    return found[0][2]
+
+
+def _read_model_group(g, path) -> dict[str, Any]:
+    def need(name):
+        if name not in g:
+            raise FitFileError(f"{path}: the model group {g.name} has no dataset {name!r}.")
+        return g[name][()]
+
+    def attr(name):
+        if name not in g.attrs:
+            raise FitFileError(f"{path}: the model group {g.name} has no attribute {name!r}.")
+        v = g.attrs[name]
+        return v.decode() if isinstance(v, bytes) else v
+
+    keys = [k.decode() if isinstance(k, bytes) else str(k) for k in need("state_keys")]
+    shapes = [json.loads(s.decode() if isinstance(s, bytes) else s)
+              for s in need("state_shapes")]
+    values = np.asarray(need("state_values"), dtype=np.float64)
+    if len(shapes) != len(keys):
+        raise FitFileError(f"{path}: state_keys ({len(keys)}) and state_shapes "
+                           f"({len(shapes)}) differ in length.")
+    sizes = [int(np.prod(s)) for s in shapes]
+    if sum(sizes) != values.size:
+        raise FitFileError(f"{path}: state_values has {values.size} numbers but state_shapes "
+                           f"describe {sum(sizes)}.")
+    state, pos = {}, 0
+    for k, shp, n in zip(keys, shapes, sizes, strict=True):
+        state[k] = values[pos:pos + n].reshape(shp).astype(np.float32)
+        pos += n
+    try:
+        cfg = json.loads(attr("model_config"))
+        model_cfg, est_params, meta = cfg["model"], cfg["estimator"], cfg["meta"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise FitFileError(f"{path}: the model_config attribute is not valid ({err}).") from None
+    hist = {"train_bound": [float(v) for v in need("training_bound")]}
+    if "validation_bound" in g:
+        hist["val_bound"] = [float(v) for v in g["validation_bound"][()]]
+    meta = dict(meta, history=hist)
+    return {"state": state, "model_config": json.dumps(model_cfg),
+            "train_config": attr("train_config"), "estimator_params": json.dumps(est_params),
+            "meta": meta}

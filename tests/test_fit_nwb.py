@@ -1,0 +1,214 @@
+"""Sharing a fit as one NWB file: ndx-lrnn extension, write_nwb, read_fit."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nwb_lrnn import BinnedData, LowRankRNN, NotFittedError, read_fit, write_nwb
+from nwb_lrnn.io import FitFileError, read_nwb
+from nwb_lrnn.teachers import oscillator_teacher
+
+PYNAPPLE = Path(__file__).parent / "data" / "A8604-211122.nwb"
+SUBJECT = dict(subject_id="m1", species="Mus musculus", sex="M", age="P90D",
+               description="test mouse")
+
+
+@pytest.fixture(scope="module")
+def gauss_fit():
+    data = oscillator_teacher(6, 2).sample(4, 30, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=3, n_particles=4, verbose=False,
+                     validation_fraction=0.25, random_state=3).fit(data)
+    return est, data
+
+
+@pytest.fixture(scope="module")
+def spike_fit():
+    data = read_nwb(PYNAPPLE, bin_size=0.1, time_range=(0.0, 120.0)).windows(100)
+    est = LowRankRNN(rank=2, n_units=8, max_epochs=2, n_particles=4, verbose=False,
+                     random_state=1).fit(data)
+    return est, data
+
+
+@pytest.mark.parametrize("which", ["gauss_fit", "spike_fit"])
+def test_round_trip_regenerates_the_same_output(which, request, tmp_path):
+    est, data = request.getfixturevalue(which)
+    path = write_nwb(est, tmp_path / "fit.nwb", data=data, subject=SUBJECT)
+    twin = read_fit(path)
+    np.testing.assert_array_equal(twin.sample(3, 40, random_state=7).values,
+                                  est.sample(3, 40, random_state=7).values)
+    np.testing.assert_allclose(twin.transform(data), est.transform(data), atol=1e-5)
+    assert twin.history_.train_bound == pytest.approx(est.history_.train_bound)
+    assert twin.get_params()["rank"] == est.rank
+    for k, v in est.parameters_.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(twin.parameters_[k], v)
+
+
+def test_written_contents_and_provenance(spike_fit, tmp_path):
+    from pynwb import NWBHDF5IO
+
+    est, data = spike_fit
+    path = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    with NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        mod = nwb.processing["lrnn"]
+        assert set(mod.data_interfaces) == {"model", "posterior_latents", "generated",
+                                            "metrics"}
+        model = mod["model"]
+        np.testing.assert_allclose(model.U[:], est.parameters_["U"], rtol=1e-6)
+        assert model.rank == 2 and model.observation == "poisson"
+        assert '"source_sha256"' in model.source and "A8604-211122.nwb" in model.source
+        lat = mod["posterior_latents"]
+        assert lat.data.shape == (data.n_trials * data.n_time, 2)
+        assert lat.spread.shape == lat.data.shape
+        gen = mod["generated"]
+        assert gen.kind == "counts" and gen.data.shape == (data.n_trials * data.n_time, 3)
+        assert nwb.subject.subject_id == ""  # copied from the source file (which has none)
+        assert nwb.session_start_time.isoformat().startswith("2022-04-05")
+        metrics = mod["metrics"].to_dataframe()
+        assert metrics["metric"].tolist() == ["bound_per_step"]
+
+
+def test_opens_with_plain_pynwb_without_nwb_lrnn(gauss_fit, tmp_path):
+    est, data = gauss_fit
+    path = write_nwb(est, tmp_path / "fit.nwb", data=data, subject=SUBJECT)
+    code = (
+        "import sys; sys.modules['nwb_lrnn'] = None\n"  # nwb_lrnn cannot be imported
+        "from pynwb import NWBHDF5IO\n"
+        f"io = NWBHDF5IO({str(path)!r}, 'r', load_namespaces=True)\n"
+        "nwb = io.read()\n"
+        "m = nwb.processing['lrnn']['model']\n"
+        "print(type(m).__name__, m.U[:].shape, nwb.processing['lrnn']['generated'].data.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["LowRankRNNModel", "(6,", "2)", "(120,", "6)"]
+
+
+def test_pynwb_validation_and_nwbinspector(gauss_fit, tmp_path):
+    import pynwb
+    from nwbinspector import Importance, inspect_nwbfile
+
+    est, data = gauss_fit
+    path = write_nwb(est, tmp_path / "fit.nwb", data=data, subject=SUBJECT)
+    assert list(pynwb.validate(path=str(path))) == []
+    bad = [m for m in inspect_nwbfile(nwbfile_path=str(path))
+           if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION,
+                               Importance.ERROR, Importance.PYNWB_VALIDATION)]
+    assert bad == [], [(m.check_function_name, m.message) for m in bad]
+    # what dandi validate needs of a single file
+    with h5py.File(path, "r") as f:
+        for key in ("identifier", "session_description", "session_start_time",
+                    "general/subject/subject_id", "general/subject/species",
+                    "general/subject/sex", "general/subject/age"):
+            assert key in f, key
+
+
+def test_append_adds_a_module_and_keeps_the_original_data(spike_fit, tmp_path):
+    est, data = spike_fit
+    target = tmp_path / "session.nwb"
+    shutil.copy(PYNAPPLE, target)
+    write_nwb(est, target, data=data, mode="append")
+    again = read_nwb(target, bin_size=0.1, time_range=(0.0, 120.0))
+    np.testing.assert_array_equal(again.values.sum((0, 1)),
+                                  read_nwb(PYNAPPLE, bin_size=0.1,
+                                           time_range=(0.0, 120.0)).values.sum((0, 1)))
+    assert read_fit(target).rank == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.nwb"]  # no temp left
+
+
+def test_failed_append_leaves_the_file_untouched(spike_fit, tmp_path, monkeypatch):
+    import nwb_lrnn.io.fit_nwb as fit_nwb
+
+    est, data = spike_fit
+    target = tmp_path / "session.nwb"
+    shutil.copy(PYNAPPLE, target)
+    before = target.read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fit_nwb, "_append", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_nwb(est, target, data=data, mode="append")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.nwb"]
+
+
+def test_source_file_not_modified_by_new_mode(spike_fit, tmp_path):
+    est, data = spike_fit
+    before = PYNAPPLE.read_bytes()
+    write_nwb(est, tmp_path / "fit.nwb", data=data)
+    assert PYNAPPLE.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_existing_path_needs_overwrite(gauss_fit, tmp_path):
+    est, _ = gauss_fit
+    path = tmp_path / "fit.nwb"
+    path.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="fit.nwb exists; pass overwrite=True"):
+        write_nwb(est, path)
+    assert path.read_bytes() == b"keep me"
+    write_nwb(est, path, overwrite=True)
+    assert read_fit(path).rank == 2
+
+
+def test_unfitted_estimator_and_bad_options(gauss_fit, tmp_path):
+    with pytest.raises(NotFittedError, match="write_nwb needs a fitted LowRankRNN"):
+        write_nwb(LowRankRNN(), tmp_path / "x.nwb")
+    est, _ = gauss_fit
+    with pytest.raises(ValueError, match=r"'include'.*got 'everything'"):
+        write_nwb(est, tmp_path / "x.nwb", include=("model", "everything"))
+    with pytest.raises(ValueError, match=r"'mode'.*got 'overwrite'"):
+        write_nwb(est, tmp_path / "x.nwb", mode="overwrite")
+    with pytest.raises(FileNotFoundError, match="mode='append' needs an existing NWB file"):
+        write_nwb(est, tmp_path / "missing.nwb", mode="append")
+    other = BinnedData(np.zeros((1, 10, 3)), 1.0, "continuous")
+    with pytest.raises(ValueError, match="has 3 channels but the model was fitted on 6"):
+        write_nwb(est, tmp_path / "x.nwb", data=other)
+    assert not (tmp_path / "x.nwb").exists()
+
+
+def test_read_fit_errors(gauss_fit, tmp_path):
+    with pytest.raises(FileNotFoundError, match="fit file not found"):
+        read_fit(tmp_path / "none.nwb")
+    with pytest.raises(FitFileError, match="holds no nwb_lrnn fit"):
+        read_fit(PYNAPPLE)
+    est, data = gauss_fit
+    good = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    missing = tmp_path / "missing.nwb"
+    shutil.copy(good, missing)
+    with h5py.File(missing, "a") as f:
+        del f["processing/lrnn/model/state_values"]
+    with pytest.raises(FitFileError, match="has no dataset 'state_values'"):
+        read_fit(missing)
+    shaped = tmp_path / "shaped.nwb"
+    shutil.copy(good, shaped)
+    with h5py.File(shaped, "a") as f:
+        keys = [k.decode() for k in f["processing/lrnn/model/state_keys"][()]]
+        shapes = f["processing/lrnn/model/state_shapes"]
+        i = keys.index("model.transition.U_t")
+        vals = [s.decode() for s in shapes[()]]
+        vals[i] = "[3, 4]"  # same number of values (2 x 6), wrong shape
+        del f["processing/lrnn/model/state_shapes"]
+        f["processing/lrnn/model"].create_dataset("state_shapes", data=vals)
+    with pytest.raises(FitFileError, match=r"'model.transition.U_t' has shape \(3, 4\), "
+                                            r"expected \(2, 6\)"):
+        read_fit(shaped)
+
+
+def test_committed_spec_matches_the_generator(tmp_path):
+    """The YAML shipped in the package is what extensions/ndx-lrnn's script generates."""
+    root = Path(__file__).resolve().parents[1]
+    script = root / "extensions" / "ndx-lrnn" / "create_extension_spec.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True,
+                   capture_output=True)
+    for name in ("ndx-lrnn.namespace.yaml", "ndx-lrnn.extensions.yaml"):
+        assert (tmp_path / name).read_text() == \
+            (root / "nwb_lrnn" / "extensions" / name).read_text(), name
