@@ -19,7 +19,44 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["OptimalLoop"]
+__all__ = ["EncoderPoissonLoop", "OptimalLoop"]
+
+
+def _buffers(z0: torch.Tensor, steps: int):
+    """Per-step storage of the forward pass: resampled particles, means, ancestors, weights."""
+    K, B, R = z0.shape
+    return (z0.new_empty(steps, K * B, R), z0.new_empty(steps, K * B, R),
+            torch.empty(steps, K, B, dtype=torch.long, device=z0.device),
+            z0.new_empty(steps, K, B))
+
+
+def _transition_forward(zp, U_t, Vt, drive, decay, phi, out):
+    """m = a ⊙ zp + φ(zp U_t + drive) Vᵀ, written into ``out`` (K·B, R)."""
+    return torch.addmm(decay * zp, phi.apply_(torch.addmm(drive, zp, U_t)), Vt, out=out)
+
+
+def _transition_backward(gm, zp, U_t, V, drive, decay, phi, grads):
+    """Accumulate the transition's parameter gradients; return the gradient wrt zp.
+
+    ``grads`` holds the accumulators for U_t, V, drive and the decay (per dimension).
+    """
+    pre = torch.addmm(drive, zp, U_t)
+    g_pre = phi.backward(gm @ V, pre)
+    grads["V"].addmm_(gm.T, phi.apply_(pre))
+    grads["U_t"].addmm_(zp.T, g_pre)
+    grads["drive"] += g_pre.sum(0)
+    grads["decay"] += (gm * zp).sum(0)
+    return torch.addmm(decay * gm, g_pre, U_t.T)
+
+
+def _grad_accumulators(U_t, V, drive, R):
+    return {"U_t": torch.zeros_like(U_t), "V": torch.zeros_like(V),
+            "drive": torch.zeros_like(drive),
+            "decay": torch.zeros(R, dtype=V.dtype, device=V.device)}
+
+
+def _decay_grad(rows, decay):
+    return rows.sum().reshape(decay.shape) if decay.numel() == 1 else rows
 
 
 class OptimalLoop(torch.autograd.Function):
@@ -36,10 +73,7 @@ class OptimalLoop(torch.autograd.Function):
         K, B, R = z0.shape
         steps = shift.shape[0]
         KB = K * B
-        zp_all = z0.new_empty(steps, KB, R)
-        m_all = z0.new_empty(steps, KB, R)
-        anc_all = torch.empty(steps, K, B, dtype=torch.long, device=z0.device)
-        out = z0.new_empty(steps, K, B)
+        zp_all, m_all, anc_all, out = _buffers(z0, steps)
         z, lw = z0, logw0
         Vt = V.T
         for i in range(steps):
@@ -47,8 +81,7 @@ class OptimalLoop(torch.autograd.Function):
             anc_all[i] = anc
             zp = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R),
                               out=zp_all[i].view(K, B, R)).view(KB, R)
-            pre = torch.addmm(drive, zp, U_t)
-            m = torch.addmm(decay * zp, phi.apply_(pre), Vt, out=m_all[i])
+            m = _transition_forward(zp, U_t, Vt, drive, decay, phi, m_all[i])
             z = torch.addmm(shift[i], m, At).view(K, B, R)
             lw = out[i]
             torch.sum(torch.addmm(lin[i], m, Qh).mul_(m), dim=-1, out=lw.view(KB))
@@ -65,10 +98,7 @@ class OptimalLoop(torch.autograd.Function):
         g_logw = g_logw.reshape(steps, KB, 1)
         g_shift = torch.empty_like(zp_all)
         g_lin = torch.empty_like(zp_all)
-        g_U_t = torch.zeros_like(U_t)
-        g_V = torch.zeros_like(V)
-        g_drive = torch.zeros_like(drive)
-        g_decay_rows = torch.zeros(R, dtype=V.dtype, device=V.device)
+        grads = _grad_accumulators(U_t, V, drive, R)
         Qs = Qh + Qh.T
         At_T = At.T
         gz = torch.zeros(KB, R, dtype=V.dtype, device=V.device)
@@ -77,23 +107,15 @@ class OptimalLoop(torch.autograd.Function):
             g_shift[i] = gz
             torch.mul(gl, m, out=g_lin[i])
             gm = torch.addmm(lin[i], m, Qs).mul_(gl).addmm_(gz, At_T)
-            pre = torch.addmm(drive, zp, U_t)
-            g_pre = phi.backward(gm @ V, pre)
-            act = phi.apply_(pre)
-            g_V.addmm_(gm.T, act)
-            g_U_t.addmm_(zp.T, g_pre)
-            g_drive += g_pre.sum(0)
-            g_decay_rows += (gm * zp).sum(0)
-            g_zp = torch.addmm(decay * gm, g_pre, U_t.T)
+            g_zp = _transition_backward(gm, zp, U_t, V, drive, decay, phi, grads)
             anc = anc_all[i]
             gz = torch.zeros(K, B, R, dtype=V.dtype, device=V.device).scatter_add_(
                 0, anc.unsqueeze(-1).expand(K, B, R), g_zp.view(K, B, R)).view(KB, R)
         m_flat = m_all.reshape(-1, R)
         g_At = m_flat.T @ g_shift.reshape(-1, R)
         g_Qh = m_flat.T @ g_lin.reshape(-1, R)
-        g_decay = g_decay_rows.sum().reshape(decay.shape) if decay.numel() == 1 \
-            else g_decay_rows
-        return (gz.view(K, B, R), g_U_t, g_V, g_drive, g_decay, g_At, g_Qh, g_shift, g_lin,
+        return (gz.view(K, B, R), grads["U_t"], grads["V"], grads["drive"],
+                _decay_grad(grads["decay"], decay), g_At, g_Qh, g_shift, g_lin,
                 None, None, None, None)
 
 
@@ -118,10 +140,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
         K, B, R = z0.shape
         steps = c.shape[0]
         KB = K * B
-        zp_all = z0.new_empty(steps, KB, R)
-        m_all = z0.new_empty(steps, KB, R)
-        anc_all = torch.empty(steps, K, B, dtype=torch.long, device=z0.device)
-        out = z0.new_empty(steps, K, B)
+        zp_all, m_all, anc_all, out = _buffers(z0, steps)
         n_ch = C.shape[0]
         # keep the rates for the backward pass unless that would take much memory
         rates = z0.new_empty(steps, K, B, n_ch) if steps * KB * n_ch <= 2**24 else None
@@ -132,8 +151,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             anc_all[i] = anc
             zp = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R),
                               out=zp_all[i].view(K, B, R)).view(KB, R)
-            m = torch.addmm(decay * zp, phi.apply_(torch.addmm(drive, zp, U_t)), Vt,
-                            out=m_all[i])
+            m = _transition_forward(zp, U_t, Vt, drive, decay, phi, m_all[i])
             m3 = m.view(K, B, R)
             z = torch.addcmul(c[i], A[i], m3)
             r = torch.addcmul(beta[i], G[i], m3)
@@ -162,9 +180,8 @@ class EncoderPoissonLoop(torch.autograd.Function):
         g_beta = torch.empty_like(beta)
         g_A = torch.empty_like(A)
         g_G = torch.empty_like(G)
-        g_U_t, g_V, g_drive = torch.zeros_like(U_t), torch.zeros_like(V), torch.zeros_like(drive)
+        grads = _grad_accumulators(U_t, V, drive, R)
         g_C, g_d = torch.zeros_like(C), torch.zeros_like(d)
-        g_decay_rows = torch.zeros(R, **opts)
         gz_next = torch.zeros(K, B, R, **opts)  # gradient reaching z_t from step t+1
         for i in range(steps - 1, -1, -1):
             m, zp, gl = m_all[i], zp_all[i], g_logw[i].unsqueeze(-1)  # gl (K, B, 1)
@@ -185,16 +202,10 @@ class EncoderPoissonLoop(torch.autograd.Function):
             g_A[i] = (gz * m3).sum(0)
             g_G[i] = (g_r * m3).sum(0)
             gm = torch.addcmul(gz * A[i], g_r, G[i]).view(KB, R)
-            pre = torch.addmm(drive, zp, U_t)
-            g_pre = phi.backward(gm @ V, pre)
-            g_V.addmm_(gm.T, phi.apply_(pre))
-            g_U_t.addmm_(zp.T, g_pre)
-            g_drive += g_pre.sum(0)
-            g_decay_rows += (gm * zp).sum(0)
-            g_zp = torch.addmm(decay * gm, g_pre, U_t.T).view(K, B, R)
+            g_zp = _transition_backward(gm, zp, U_t, V, drive, decay, phi,
+                                        grads).view(K, B, R)
             gz_next = torch.zeros(K, B, R, **opts).scatter_add_(
                 0, anc_all[i].unsqueeze(-1).expand(K, B, R), g_zp)
-        g_decay = g_decay_rows.sum().reshape(decay.shape) if decay.numel() == 1 \
-            else g_decay_rows
-        return (gz_next, g_U_t, g_V, g_drive, g_decay, g_A, g_G, g_c, g_beta, g_C, g_d,
+        return (gz_next, grads["U_t"], grads["V"], grads["drive"],
+                _decay_grad(grads["decay"], decay), g_A, g_G, g_c, g_beta, g_C, g_d,
                 None, None, None, None, None, None, None, None)
