@@ -134,6 +134,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    data = None
+    if args.data:
+        ns = argparse.Namespace(source=args.data, bin_size=args.bin_size, asset=None)
+        data = load_source(ns)
+    out = Path(args.out) if args.out else Path(args.fit).with_suffix("").with_name(
+        Path(args.fit).stem + "_report")
+    index = make_report(args.fit, out, data=data)
+    print(f"report written: {index}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -220,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("report", help="figures and an HTML page for a fit")
+    p.add_argument("fit")
+    p.add_argument("--data", help="the recorded data (same SOURCE forms as fit) for the "
+                                  "data-vs-generated panels")
+    p.add_argument("--bin-size", type=float, default=None)
+    p.add_argument("--out", help="output folder (default: <fit>_report)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("demo", help="teacher–student fit on simulated data")
     p.add_argument("--epochs", type=int, default=50)

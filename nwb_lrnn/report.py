@@ -1,0 +1,136 @@
+"""``nwb-lrnn report``: a folder of PNG figures and one offline HTML page for a fit."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["make_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def _stored_series(path: Path, name: str):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for mod in f.get("processing", {}).values():
+            if name in mod and "trial_index" in mod[name]:
+                g = mod[name]
+                data = g["data"][()]
+                idx = g["trial_index"][()]
+                spread = g["spread"][()] if "spread" in g else None
+                n_tr = int(idx.max()) + 1 if idx.size else 0
+                if n_tr and data.shape[0] % n_tr == 0:
+                    shape = (n_tr, data.shape[0] // n_tr, *data.shape[1:])
+                    return data.reshape(shape), None if spread is None else spread.reshape(shape)
+    return None, None
+
+
+def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
+                fixed_points: Any = "auto") -> Path:
+    """Write figures and ``index.html`` describing a fit.
+
+    Parameters
+    ----------
+    fit_path : path
+        An NWB file written by :func:`~nwb_lrnn.write_nwb`.
+    out_dir : path
+        Folder for the PNG files and ``index.html`` (created).
+    data : BinnedData, optional
+        The recorded data, for the data-vs-generated panels (spectra, spike statistics).
+    fixed_points : FixedPoints, 'auto' or None
+        'auto' computes them when the nonlinearity is piecewise linear.
+
+    Returns
+    -------
+    Path of ``index.html``.
+    """
+    from .io import read_fit
+
+    fit_path, out = Path(fit_path), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    est = read_fit(fit_path)
+    latents, spread = _stored_series(fit_path, "posterior_latents")
+    generated, _ = _stored_series(fit_path, "generated")
+    if generated is None:
+        generated = est.sample(4, 1000, random_state=0).values
+    figures: list[tuple[str, str, str]] = []  # (file, title, caption)
+    from . import viz
+
+    def save(fig, name, title, caption):
+        fig.savefig(out / name, dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        figures.append((name, title, caption))
+
+    if est.history_.train_bound:
+        save(viz.plot_training(est.history_), "training.png", "Training curve",
+             "VSMC bound per time step after each epoch (higher is better).")
+    if latents is not None:
+        save(viz.plot_latents(latents, spread, bin_size=est.bin_size_), "latents.png",
+             "Posterior latents", "Smoothed posterior mean of the latents with ±2 SD across "
+             "particles (first trial).")
+    fp = None
+    if fixed_points == "auto":
+        try:
+            from .analysis.fixed_points import find_fixed_points
+
+            fp = find_fixed_points(est, verbose=False)
+        except Exception as err:  # a report still comes out without them
+            logger.info("fixed points not computed: %s", err)
+    elif fixed_points is not None:
+        fp = fixed_points
+    if est.model_config_.rank >= 2:
+        save(viz.plot_flow_field(est, latents=latents, fixed_points=fp), "flow_field.png",
+             "Flow field", "Drift F(z) − z of the fitted latent dynamics in the first two "
+             "latent dimensions (others at their mean), with fixed points by stability.")
+    if data is not None:
+        values = data.values
+        if est.kind_ == "continuous":
+            save(viz.plot_spectra(values, generated, bin_size=est.bin_size_), "spectra.png",
+                 "Power spectra", "Smoothed power spectra of the data and of data generated "
+                 "by the model, averaged over channels.")
+        else:
+            save(viz.plot_spike_statistics(values, generated, bin_size=est.bin_size_),
+                 "spikes.png", "Spike statistics", "Data vs generated: mean rates, pairwise "
+                 "correlations, population counts per bin.")
+    elif est.kind_ == "continuous":
+        save(viz.plot_spectra(generated, generated, bin_size=est.bin_size_), "spectra.png",
+             "Power spectrum (generated)", "No recorded data given: the spectrum of the "
+             "generated data alone.")
+    index = out / "index.html"
+    index.write_text(_html(fit_path, est, figures, fp))
+    return index
+
+
+def _html(fit_path, est, figures, fp) -> str:
+    cfg = est.model_config_
+    rows = {"file": str(fit_path), "rank": cfg.rank, "units": cfg.n_units,
+            "channels": cfg.n_channels, "observation": cfg.observation,
+            "nonlinearity": json.dumps(cfg.nonlinearity), "bin size (s)": est.bin_size_,
+            "proposal": est.proposal_name_, "particles": est.train_config_.n_particles,
+            "epochs trained": len(est.history_.train_bound),
+            "final bound per step": (f"{est.history_.train_bound[-1]:.4f}"
+                                     if est.history_.train_bound else "n/a")}
+    if fp is not None:
+        rows["fixed points"] = ", ".join(f"{k}: {int(np.sum(np.asarray(fp.stability) == k))}"
+                                         for k in sorted(set(map(str, fp.stability))))
+    table = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                      for k, v in rows.items())
+    figs = "\n".join(f'<figure><h2>{html.escape(t)}</h2><img src="{html.escape(n)}" '
+                     f'alt="{html.escape(t)}"><figcaption>{html.escape(c)}</figcaption>'
+                     "</figure>" for n, t, c in figures)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>nwb_lrnn report</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}
+img{{max-width:100%}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></head>
+<body><h1>Low-rank RNN fit</h1><table>{table}</table>{figs}</body></html>
+"""

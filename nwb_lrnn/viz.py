@@ -1,0 +1,199 @@
+"""Figures of a fit: training curve, latents, flow field with fixed points, spectra, spikes.
+
+Every function returns a :class:`matplotlib.figure.Figure` (nothing is shown), so it works in
+scripts, notebooks and the ``nwb-lrnn report`` command alike. matplotlib is imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_flow_field", "plot_latents", "plot_spectra", "plot_spike_statistics",
+           "plot_training"]
+
+_STABILITY_STYLE = {"stable": ("o", "k", "k"), "unstable": ("o", "white", "k"),
+                    "saddle": ("X", "tab:red", "k"), "marginal": ("D", "tab:orange", "k")}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(history, *, ax=None):
+    """The VSMC bound per time step after each epoch (training and validation)."""
+    plt = _plt()
+    fig, ax = (plt.subplots(figsize=(5, 3.2)) if ax is None else (ax.figure, ax))
+    ax.plot(np.arange(1, len(history.train_bound) + 1), history.train_bound, label="training")
+    if history.val_bound:
+        ax.plot(np.arange(1, len(history.val_bound) + 1), history.val_bound,
+                label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("bound per time step (nats)")
+    ax.set_title("Training curve")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latents(mean: np.ndarray, std: np.ndarray | None = None, *, bin_size: float = 1.0,
+                 trial: int = 0, max_time: int | None = 2000):
+    """Posterior latents of one trial with ±2 SD bands.
+
+    Parameters
+    ----------
+    mean, std : ndarray, shape (trials, time, rank)
+    """
+    plt = _plt()
+    m = mean[trial][:max_time]
+    s = None if std is None else std[trial][:max_time]
+    t = np.arange(len(m)) * bin_size
+    R = m.shape[1]
+    fig, axes = plt.subplots(R, 1, figsize=(7, 1.4 * R + 0.6), sharex=True, squeeze=False)
+    for r in range(R):
+        ax = axes[r, 0]
+        ax.plot(t, m[:, r], color=f"C{r}", lw=1)
+        if s is not None:
+            ax.fill_between(t, m[:, r] - 2 * s[:, r], m[:, r] + 2 * s[:, r], color=f"C{r}",
+                            alpha=0.25, lw=0)
+        ax.set_ylabel(f"z{r + 1}")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].set_title(f"Posterior latents, trial {trial} (mean ± 2 SD)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_points=None,
+                    dims: tuple[int, int] = (0, 1), grid: int = 25,
+                    limits: tuple[float, float, float, float] | None = None):
+    """Phase portrait of the latent map's mean drift F(z) − z in two latent dimensions.
+
+    Other dimensions are held at their mean over ``latents`` (or 0). Fixed points are marked
+    by stability (filled: stable, open: unstable, cross: saddle).
+
+    Parameters
+    ----------
+    estimator : fitted LowRankRNN
+    latents : ndarray, shape (trials, time, rank), optional
+        Drawn as a trajectory and used for the plot limits.
+    fixed_points : object with ``z`` (n, R) and ``stability`` (n,), optional
+    """
+    import torch
+
+    plt = _plt()
+    tr = estimator.model_.transition
+    R = tr.rank
+    i, j = dims
+    ref = np.zeros(R) if latents is None else latents.reshape(-1, R).mean(0)
+    if limits is None:
+        if latents is not None:
+            flat = latents.reshape(-1, R)
+            lo, hi = np.percentile(flat, [0.5, 99.5], axis=0)
+            pad = 0.2 * (hi - lo + 1e-9)
+            limits = (lo[i] - pad[i], hi[i] + pad[i], lo[j] - pad[j], hi[j] + pad[j])
+        else:
+            limits = (-3.0, 3.0, -3.0, 3.0)
+    xs = np.linspace(limits[0], limits[1], grid)
+    ys = np.linspace(limits[2], limits[3], grid)
+    X, Y = np.meshgrid(xs, ys)
+    Z = np.tile(ref, (X.size, 1))
+    Z[:, i], Z[:, j] = X.ravel(), Y.ravel()
+    with torch.no_grad():
+        zt = torch.as_tensor(Z, dtype=tr.U_t.dtype, device=tr.U_t.device)
+        F = tr.mean(zt).cpu().numpy() - Z
+    U, V = F[:, i].reshape(X.shape), F[:, j].reshape(X.shape)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    speed = np.hypot(U, V)
+    ax.streamplot(xs, ys, U, V, color=speed, cmap="Greys", density=1.1, linewidth=0.8)
+    if latents is not None:
+        traj = latents[0][:300]
+        ax.plot(traj[:, i], traj[:, j], color="C0", lw=0.8, alpha=0.8,
+                label=f"posterior latents (trial 0, {len(traj)} bins)")
+    if fixed_points is not None and len(fixed_points.z):
+        for z, kind in zip(np.asarray(fixed_points.z), fixed_points.stability, strict=True):
+            marker, face, edge = _STABILITY_STYLE.get(str(kind), ("s", "grey", "k"))
+            ax.plot(z[i], z[j], marker=marker, mfc=face, mec=edge, ms=9, ls="none",
+                    label=str(kind))
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        uniq = dict(zip(labels, handles, strict=True))
+        ax.legend(uniq.values(), uniq.keys(), frameon=False, fontsize=8, loc="upper right")
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+    ax.set_xlabel(f"z{i + 1}")
+    ax.set_ylabel(f"z{j + 1}")
+    ax.set_title("Flow field of the latent dynamics")
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectra(x_true: np.ndarray, x_gen: np.ndarray, *, bin_size: float,
+                 channels: Any = None, smoothing: float = 20.0):
+    """Power spectra (mean over channels) of data and generated data, with D_H.
+
+    Parameters
+    ----------
+    x_true, x_gen : ndarray, shape (time, channels) or (trials, time, channels)
+    """
+    from .metrics import _spectra, hellinger_spectrum
+
+    plt = _plt()
+    a = x_true.reshape(-1, x_true.shape[-1])
+    b = x_gen.reshape(-1, x_gen.shape[-1])
+    n = min(len(a), len(b))
+    p = _spectra(a[:n], smoothing, None).mean(1)
+    q = _spectra(b[:n], smoothing, None).mean(1)
+    f = np.fft.rfftfreq(n, d=bin_size)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    ax.semilogy(f, p, label="data")
+    ax.semilogy(f, q, label="generated")
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("normalised power")
+    ax.set_title(f"Power spectra (D_H = {hellinger_spectrum(a[:n], b[:n]):.3f})")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spike_statistics(counts_true: np.ndarray, counts_gen: np.ndarray, *,
+                          bin_size: float):
+    """Mean rates, pairwise correlations and population-count distributions, data vs
+    generated. Arrays shaped (trials, time, neurons)."""
+    plt = _plt()
+    a = counts_true.reshape(-1, counts_true.shape[-1])
+    b = counts_gen.reshape(-1, counts_gen.shape[-1])
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    ra, rb = a.mean(0) / bin_size, b.mean(0) / bin_size
+    lim = max(ra.max(), rb.max()) * 1.05 + 1e-9
+    axes[0].plot([0, lim], [0, lim], color="grey", lw=0.8)
+    axes[0].plot(ra, rb, "o", ms=4)
+    axes[0].set_xlabel("data rate (Hz)")
+    axes[0].set_ylabel("generated rate (Hz)")
+    axes[0].set_title("Mean rates")
+    if a.shape[1] > 1:
+        iu = np.triu_indices(a.shape[1], 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ca, cb = np.corrcoef(a.T)[iu], np.corrcoef(b.T)[iu]
+        axes[1].plot([-1, 1], [-1, 1], color="grey", lw=0.8)
+        axes[1].plot(ca, cb, "o", ms=3, alpha=0.6)
+        m = np.nanmax(np.abs(np.concatenate([ca, cb]))) * 1.1 + 1e-3
+        axes[1].set_xlim(-m, m)
+        axes[1].set_ylim(-m, m)
+    axes[1].set_xlabel("data correlation")
+    axes[1].set_ylabel("generated correlation")
+    axes[1].set_title("Pairwise correlations")
+    pa, pb = a.sum(1), b.sum(1)
+    bins = np.arange(0, max(pa.max(), pb.max()) + 2) - 0.5
+    axes[2].hist(pa, bins=bins, density=True, alpha=0.5, label="data")
+    axes[2].hist(pb, bins=bins, density=True, alpha=0.5, label="generated")
+    axes[2].set_xlabel("population count per bin")
+    axes[2].set_title("Population activity")
+    axes[2].legend(frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,40 @@
+"""Figures and the HTML report of a fit."""
+
+from pathlib import Path
+
+import numpy as np
+
+from nwb_lrnn import LowRankRNN, write_nwb
+from nwb_lrnn.cli import main
+from nwb_lrnn.io import read_nwb
+from nwb_lrnn.teachers import oscillator_teacher
+
+PYNAPPLE = Path(__file__).parent / "data" / "A8604-211122.nwb"
+
+
+def test_report_for_spikes_via_cli(tmp_path, capsys):
+    data = read_nwb(PYNAPPLE, bin_size=0.1, time_range=(0.0, 60.0)).windows(100)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=2, n_particles=4, verbose=False,
+                     random_state=0).fit(data)
+    fit = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    out = tmp_path / "report"
+    assert main(["report", str(fit), "--data", str(PYNAPPLE), "--bin-size", "0.1",
+                 "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    for png in ("training.png", "latents.png", "flow_field.png", "spikes.png"):
+        assert (out / png).stat().st_size > 5000, png
+        assert f'src="{png}"' in html
+    assert "poisson" in html and "report written" in capsys.readouterr().out
+
+
+def test_report_for_continuous_data(tmp_path):
+    from nwb_lrnn.report import make_report
+
+    teacher = oscillator_teacher(6, 2)
+    data = teacher.sample(3, 200, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=2, n_particles=4, verbose=False,
+                     random_state=0).fit(data)
+    fit = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    index = make_report(fit, tmp_path / "r", data=data)
+    assert (tmp_path / "r" / "spectra.png").exists() and index.exists()
+    assert np.isfinite(est.score(data))
