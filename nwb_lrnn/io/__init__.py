@@ -11,7 +11,7 @@ import importlib
 _NAMES = {
     "read_nwb": ".nwb", "NWBReadError": ".nwb",
     "read_dandi": ".dandi",
-    "open_url": ".remote", "download": ".remote",
+    "open_url": ".remote", "download": ".remote", "RemoteReadError": ".remote",
     "from_sorting": ".sorting", "to_sorting": ".sorting",
     "from_mne": ".mne", "to_mne": ".mne",
     "preprocess_eeg_paper": ".eeg",

@@ -192,8 +192,12 @@ def _open(source, cache_dir) -> _Source:
 def _h5_open(obj, label):
     import h5py
 
+    from .remote import RemoteReadError
+
     try:
         return h5py.File(obj, "r")
+    except RemoteReadError:  # a network failure, not a corrupt file
+        raise
     except OSError as err:
         raise NWBReadError(f"{label} cannot be opened as HDF5 (truncated or corrupt file?): "
                            f"{err}") from None

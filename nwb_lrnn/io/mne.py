@@ -1,0 +1,386 @@
+"""Bridge to MNE-Python: EEG/MEG Raw or Epochs in, :class:`~nwb_lrnn.data.BinnedData` out, and back.
+
+:func:`from_mne` turns an ``mne.io.BaseRaw`` (one trial) or an ``mne.BaseEpochs`` (one trial per
+epoch) into continuous :class:`~nwb_lrnn.data.BinnedData` with one bin per sample
+(``bin_size = 1 / sfreq``), z-scored per channel by default. The means and standard deviations
+used for z-scoring are kept in ``provenance["zscore"]`` so that :func:`to_mne` can turn
+generated data back into volts, inside an ``mne.io.RawArray`` or ``mne.EpochsArray`` carrying a
+copy of the original ``info`` (channel names, types and montage).
+
+MNE is optional: it is imported only when one of these functions is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..data import BinnedData
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import mne
+
+__all__ = ["from_mne", "to_mne"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 10  # channel names listed in error messages
+
+
+def _import_mne() -> Any:
+    try:
+        import mne
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("MNE-Python is needed to read or write MNE objects; install it with "
+                          "`pip install mne` (or `pip install nwb_lrnn[mne]`).") from None
+    return mne
+
+
+def _names(names: Sequence[str]) -> str:
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
+    if len(names) > _MAX_LISTED:
+        shown += f", ... ({len(names)} in all)"
+    return shown
+
+
+def _describe(inst: Any) -> str:
+    """A short name for ``inst`` in error messages: its file name when known."""
+    fname = _filename(inst)
+    kind = type(inst).__name__
+    return f"{kind} from {fname!r}" if fname else kind
+
+
+def _filename(inst: Any) -> str | None:
+    fnames = getattr(inst, "filenames", None)
+    if fnames:
+        first = fnames[0]
+        if first is not None:
+            return str(first)
+    fname = getattr(inst, "filename", None)
+    return None if fname is None else str(fname)
+
+
+def _picks_to_idx(mne: Any, info: Any, picks: Any, exclude: list[str]) -> np.ndarray:
+    """Channel indices for ``picks`` (MNE's own rules), never raising on an empty result."""
+    try:
+        from mne._fiff.pick import _picks_to_idx
+    except ImportError:  # pragma: no cover - MNE < 1.6
+        from mne.io.pick import _picks_to_idx
+    return np.asarray(_picks_to_idx(info, picks, none="all", exclude=exclude,
+                                    allow_empty=True), dtype=int)
+
+
+def _log_level(mne: Any, verbose: Any) -> Any:
+    """MNE's log level set to ``verbose`` inside the block; left alone when it is None."""
+    if verbose is None:
+        return contextlib.nullcontext()
+    return mne.utils.use_log_level(verbose)
+
+
+def _meas_date(info: Any) -> str | None:
+    date = info.get("meas_date")
+    return None if date is None else date.isoformat()
+
+
+def _picks_repr(picks: Any) -> Any:
+    if picks is None or isinstance(picks, str):
+        return picks
+    if isinstance(picks, slice):
+        return repr(picks)
+    arr = np.asarray(picks)
+    return arr.tolist()
+
+
+def from_mne(
+    inst: mne.io.BaseRaw | mne.BaseEpochs,
+    *,
+    picks: Any = "eeg",
+    zscore: bool = True,
+    exclude_bads: bool = True,
+    reject_by_annotation: bool = True,
+    verbose: bool | str | int | None = None,
+) -> BinnedData:
+    """Convert an MNE Raw or Epochs object to continuous :class:`BinnedData`.
+
+    The input is never modified; the data are copied.
+
+    Parameters
+    ----------
+    inst : mne.io.BaseRaw | mne.BaseEpochs
+        The recording. A Raw gives one trial of shape (n_times, n_channels); Epochs give one
+        trial per epoch (epochs dropped by MNE are not included).
+    picks : str | list | slice | None
+        Channels to include, with MNE's usual meaning (channel type such as ``"eeg"``, list of
+        names or indices, ``"data"``, ``None`` for all). Default ``"eeg"``.
+    zscore : bool
+        If True (default), z-score each channel over the whole recording (all epochs and
+        times, ignoring annotated bad segments); the means and standard deviations (in the
+        channels' units, volts for EEG) are stored in ``provenance["zscore"]``.
+    exclude_bads : bool
+        If True (default), leave out the channels listed in ``inst.info["bads"]``.
+    reject_by_annotation : bool
+        Raw only: if True (default), set the samples inside annotations whose description
+        starts with ``"BAD"`` to NaN; the result then has ``nan_policy="allow"``. Epochs
+        overlapping bad annotations are already dropped by MNE when the epochs are made.
+    verbose : bool | str | int | None
+        MNE verbosity for the duration of the call (as in MNE).
+
+    Returns
+    -------
+    data : BinnedData
+        ``kind="continuous"``, ``bin_size = 1 / sfreq``, values of shape
+        (1, n_times, n_channels) for a Raw or (n_epochs, n_times, n_channels) for Epochs;
+        ``channel_names`` are MNE's channel names, ``channel_locations`` the 3-D positions
+        (metres, head frame) when a montage is set, else None. ``start_times`` is
+        ``first_samp / sfreq`` for a Raw and ``events[:, 0] / sfreq + tmin`` for Epochs (MNE's
+        sample numbering), and the trials table of Epochs has the column ``event_code``.
+        ``provenance`` holds ``source`` ("mne"), ``filename``, ``mne_type``, ``sfreq``,
+        ``highpass``, ``lowpass``, ``picks``, ``bads_excluded``, ``meas_date`` (ISO string or
+        None), ``n_bad_samples`` and ``zscore`` (``{"mean": [...], "std": [...]}`` per channel,
+        or None).
+
+    Raises
+    ------
+    TypeError
+        If ``inst`` is not an MNE Raw or Epochs.
+    ValueError
+        If ``picks`` selects no channel, if a channel is all NaN or flat (zero variance), if
+        the data hold NaN outside the annotated bad segments, or if every sample is annotated
+        bad.
+
+    Examples
+    --------
+    >>> import mne
+    >>> raw = mne.io.read_raw_edf("S001R01.edf", preload=True, verbose="error")
+    >>> data = from_mne(raw, picks="eeg", verbose="error")
+    >>> data.shape, data.bin_size
+    ((1, 9760, 64), 0.00625)
+    """
+    mne = _import_mne()
+    if isinstance(inst, mne.io.BaseRaw):
+        is_raw = True
+    elif isinstance(inst, mne.BaseEpochs):
+        is_raw = False
+    else:
+        raise TypeError(f"from_mne needs an mne.io.BaseRaw or mne.BaseEpochs instance, got "
+                        f"{type(inst).__name__}. Read files with mne.io.read_raw(...) first.")
+    with _log_level(mne, verbose):
+        return _from_mne(mne, inst, is_raw, picks, bool(zscore), bool(exclude_bads),
+                         bool(reject_by_annotation))
+
+
+def _from_mne(mne: Any, inst: Any, is_raw: bool, picks: Any, zscore: bool, exclude_bads: bool,
+              reject_by_annotation: bool) -> BinnedData:
+    info = inst.info
+    what = _describe(inst)
+    bads = [b for b in info["bads"] if b in info.ch_names] if exclude_bads else []
+    idx = _picks_to_idx(mne, info, picks, exclude=bads)
+    # MNE keeps bad channels that are named explicitly in picks; here exclude_bads wins
+    idx = np.array([i for i in idx if info.ch_names[i] not in bads], dtype=int)
+    if idx.size == 0:
+        raise ValueError(f"{what}: no EEG channel left after picks={picks!r} (bads excluded: "
+                         f"{bads if bads else 'none'}); the recording has channel types "
+                         f"{sorted(set(inst.get_channel_types()))}.")
+    ch_names = [info.ch_names[i] for i in idx]
+    sfreq = float(info["sfreq"])
+
+    if is_raw:
+        arr = np.asarray(inst.get_data(picks=idx, reject_by_annotation=None), dtype=np.float64)
+        arr = arr[None]  # (1, n_ch, n_times)
+        bad_mask = np.zeros(arr.shape[-1], dtype=bool)
+        if reject_by_annotation and len(inst.annotations):
+            # MNE's own rule for which samples BAD_ annotations cover, probed on one channel
+            probe = np.isnan(inst.get_data(picks=idx[:1], reject_by_annotation="NaN")[0])
+            orig_nan = np.isnan(arr[0, 0])
+            bad_mask = (probe & ~orig_nan) | (orig_nan & _annotated_bad(inst, arr.shape[-1]))
+        start_times = np.array([inst.first_samp / sfreq])
+        trials = None
+    else:
+        arr = np.asarray(inst.get_data(picks=idx), dtype=np.float64)  # (n_ep, n_ch, n_times)
+        bad_mask = np.zeros(arr.shape[-1], dtype=bool)
+        events = np.asarray(inst.events)
+        start_times = events[:, 0] / sfreq + float(inst.tmin)
+        trials = {"event_code": events[:, 2].astype(np.int64)}
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what}: there is no epoch left (all were dropped).")
+
+    # NaN that no BAD_ annotation explains
+    nan = np.isnan(arr)
+    if nan.any():
+        unexplained = nan & ~bad_mask[None, None, :]
+        if unexplained.any():
+            per_ch = unexplained.any(axis=(0, 2))
+            all_nan = nan.all(axis=(0, 2))
+            if all_nan.any():
+                names = [ch_names[i] for i in np.flatnonzero(all_nan)]
+                raise ValueError(f"{what}: channel(s) {_names(names)} are all NaN; mark them "
+                                 f"bad (inst.info['bads']) or leave them out with picks.")
+            names = [ch_names[i] for i in np.flatnonzero(per_ch)]
+            first = int(np.argmax(unexplained.any(axis=(0, 1))))
+            raise ValueError(f"{what}: channel(s) {_names(names)} contain "
+                             f"{int(unexplained.sum())} NaN value(s) not covered by a BAD_ "
+                             f"annotation (first at sample {first}, t={first / sfreq:.3f} s); "
+                             f"annotate these segments as BAD_... or interpolate them.")
+    if bad_mask.all():
+        raise ValueError(f"{what}: every sample is inside a BAD_ annotation; nothing is left.")
+    arr[:, :, bad_mask] = np.nan
+
+    good = arr[:, :, ~bad_mask]
+    mean = good.mean(axis=(0, 2))
+    std = good.std(axis=(0, 2))
+    flat = ~(std > 0.0) | (good.max(axis=(0, 2)) == good.min(axis=(0, 2)))
+    if flat.any():
+        names = [ch_names[i] for i in np.flatnonzero(flat)]
+        raise ValueError(f"{what}: channel(s) {_names(names)} are flat (standard deviation 0); "
+                         f"mark them bad (inst.info['bads']) or leave them out with picks.")
+    if zscore:
+        arr = (arr - mean[None, :, None]) / std[None, :, None]
+
+    values = np.transpose(arr, (0, 2, 1))  # (trials, time, ch)
+    n_bad = int(bad_mask.sum())
+
+    locations = None
+    if inst.get_montage() is not None:
+        locs = np.array([info["chs"][i]["loc"][:3] for i in idx], dtype=np.float64)
+        locs[np.all(locs == 0, axis=1)] = np.nan
+        locations = locs
+
+    provenance = {
+        "source": "mne",
+        "mne_type": type(inst).__name__,
+        "filename": _filename(inst),
+        "sfreq": sfreq,
+        "highpass": float(info["highpass"]),
+        "lowpass": float(info["lowpass"]),
+        "picks": _picks_repr(picks),
+        "bads_excluded": bads,
+        "meas_date": _meas_date(info),
+        "n_bad_samples": n_bad,
+        "zscore": {"mean": mean.tolist(), "std": std.tolist()} if zscore else None,
+    }
+    logger.info("Read %s: %d trial(s) x %d samples x %d channels at %g Hz%s.", what,
+                values.shape[0], values.shape[1], values.shape[2], sfreq,
+                f", {n_bad} sample(s) in BAD_ annotations set to NaN" if n_bad else "")
+    return BinnedData(values, 1.0 / sfreq, "continuous", channel_names=ch_names,
+                      channel_locations=locations, start_times=start_times, trials=trials,
+                      provenance=provenance, nan_policy="allow" if n_bad else "raise")
+
+
+def _annotated_bad(raw: Any, n_times: int) -> np.ndarray:
+    """Boolean mask (n_times,) of the samples inside annotations starting with 'bad'."""
+    mask = np.zeros(n_times, dtype=bool)
+    sfreq = raw.info["sfreq"]
+    onsets = raw.annotations.onset - raw.first_time
+    for onset, dur, desc in zip(onsets, raw.annotations.duration,
+                                raw.annotations.description, strict=True):
+        if not desc.lower().startswith("bad"):
+            continue
+        start = max(int(np.round(onset * sfreq)), 0)
+        stop = min(int(np.round((onset + dur) * sfreq)), n_times)
+        mask[start:stop] = True
+    return mask
+
+
+def to_mne(
+    data: BinnedData | np.ndarray,
+    info: mne.Info,
+    *,
+    scale: bool | None = None,
+    verbose: bool | str | int | None = None,
+) -> mne.io.RawArray | mne.EpochsArray:
+    """Wrap binned data (for instance generated by a fitted model) in an MNE object.
+
+    Parameters
+    ----------
+    data : BinnedData | ndarray, shape (n_trials, n_times, n_channels) or (n_times, n_channels)
+        The data, one bin per sample. A :class:`BinnedData` must have ``1 / bin_size`` equal to
+        ``info["sfreq"]``.
+    info : mne.Info
+        Measurement info with exactly ``n_channels`` channels, typically ``raw.info`` of the
+        recording the model was fitted on (after the same picks). It is copied, never
+        modified.
+    scale : bool | None
+        Whether to undo the z-scoring of :func:`from_mne` with the means and standard
+        deviations in ``data.provenance["zscore"]``. None (default): undo it when the
+        provenance has it. True: undo it, and raise if it is missing. False: keep the values
+        as they are.
+    verbose : bool | str | int | None
+        MNE verbosity (as in MNE).
+
+    Returns
+    -------
+    inst : mne.io.RawArray | mne.EpochsArray
+        A RawArray for one trial (or a 2-D array), an EpochsArray (one epoch per trial,
+        ``tmin=0``) otherwise; its info is ``info.copy()``, so channel names, types and
+        montage are kept.
+
+    Raises
+    ------
+    TypeError
+        If ``info`` is not an ``mne.Info`` or ``data`` is not a BinnedData or an array.
+    ValueError
+        If the channel count or the sampling rate disagree with ``info``, or if ``scale=True``
+        but the provenance has no z-scoring figures.
+
+    Examples
+    --------
+    >>> data = from_mne(raw, verbose="error")             # z-scored, (1, n_times, n_ch)
+    >>> raw2 = to_mne(data, raw.copy().pick("eeg").info)  # back in volts
+    >>> raw2.get_data().shape
+    (64, 9760)
+    """
+    mne = _import_mne()
+    if not isinstance(info, mne.Info):
+        raise TypeError(f"info must be an mne.Info (e.g. raw.info), got {type(info).__name__}.")
+    sfreq = float(info["sfreq"])
+    provenance: dict[str, Any] = {}
+    if isinstance(data, BinnedData):
+        values = np.asarray(data.values, dtype=np.float64)
+        provenance = data.provenance
+        data_sfreq = 1.0 / data.bin_size
+        if not np.isclose(data_sfreq, sfreq, rtol=1e-6, atol=0.0):
+            raise ValueError(f"data was generated at {data_sfreq:g} Hz but info says "
+                             f"{sfreq:g} Hz (bin_size {data.bin_size:g} s); resample one of "
+                             f"them first.")
+    elif isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+        values = np.asarray(data, dtype=np.float64)
+        if values.ndim == 2:
+            values = values[None]
+        if values.ndim != 3:
+            raise ValueError(f"data must be shaped (n_trials, n_times, n_channels) or "
+                             f"(n_times, n_channels), got shape {values.shape}.")
+    else:
+        raise TypeError(f"data must be a BinnedData or an ndarray, got {type(data).__name__}.")
+    n_ch = values.shape[2]
+    if n_ch != len(info.ch_names):
+        raise ValueError(f"data has {n_ch} channels but info has {len(info.ch_names)} "
+                         f"({_names(info.ch_names)}); pick the same channels in info "
+                         f"(e.g. raw.copy().pick(...).info).")
+    if isinstance(data, BinnedData) and list(data.channel_names) != list(info.ch_names):
+        logger.debug("Channel names of data and info differ; using info's.")
+
+    zs = provenance.get("zscore") if isinstance(provenance, dict) else None
+    if scale is None:
+        scale = zs is not None
+    elif scale and zs is None:
+        raise ValueError("scale=True but data.provenance has no 'zscore' means/stds (data "
+                         "were not z-scored by from_mne); pass scale=False.")
+    if scale:
+        mean = np.asarray(zs["mean"], dtype=np.float64)
+        std = np.asarray(zs["std"], dtype=np.float64)
+        if mean.shape != (n_ch,) or std.shape != (n_ch,):
+            raise ValueError(f"data.provenance['zscore'] has {mean.size} means and {std.size} "
+                             f"stds but data has {n_ch} channels.")
+        values = values * std + mean
+
+    with _log_level(mne, verbose):
+        new_info = info.copy()
+        if values.shape[0] == 1:
+            return mne.io.RawArray(values[0].T, new_info, verbose=verbose)
+        return mne.EpochsArray(np.transpose(values, (0, 2, 1)), new_info, tmin=0.0,
+                               verbose=verbose)
