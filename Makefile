@@ -23,8 +23,8 @@ test: install  ## lint + fast test suite (what CI runs)
 test-slow: install  ## long statistical tests only
 	$(BIN)/python -m pytest -q -m slow
 
-demo: install  ## the main job: teacher–student fit, prints what was recovered
-	$(BIN)/nwb-lrnn demo
+demo: install  ## the main job: real EEG -> fit -> NWB results + report in ./nwb_lrnn_demo
+	$(BIN)/nwb-lrnn demo --out-dir nwb_lrnn_demo
 
 lint: install
 	$(BIN)/ruff check nwb_lrnn tests benchmarks

@@ -1,14 +1,17 @@
 """The ``nwb-lrnn`` command line.
 
     nwb-lrnn fit SOURCE [--rank R] [--units N] [--bin-size S] [--particles K] [--epochs E]
-                        [--seed S] [--device D] [--out FILE.nwb] [--asset GLOB] ...
+                        [--seed S] [--device D] [--out FILE.nwb] [--asset GLOB]
+                        [--cache-dir DIR] [--eeg-preprocessing paper|zscore] ...
     nwb-lrnn info FIT.nwb
-    nwb-lrnn generate FIT.nwb [--trials N] [--time T] [--out FILE]
-    nwb-lrnn demo
+    nwb-lrnn fixed-points FIT.nwb [--method M] [--input v1,v2] [--store] [--csv OUT.csv]
+    nwb-lrnn generate FIT.nwb --out OUT.{nwb,npy,fif,edf} [--n-trials N] [--n-times T]
+    nwb-lrnn report FIT.nwb [--data SOURCE] [--out DIR]
+    nwb-lrnn demo [--out-dir DIR] [--fast] [--teacher-student]
     nwb-lrnn version
 
-SOURCE is a local NWB file, an NWB URL, a dandiset (``DANDI:000128[/version]`` with
-``--asset PATH_OR_GLOB``) or an EEG file MNE reads (EDF, BDF, FIF, BrainVision, EEGLAB).
+SOURCE is a local NWB file, an NWB URL, a dandiset (``DANDI:000128[/version]`` or ``000128``,
+with ``--asset PATH_OR_GLOB``) or an EEG file MNE reads (EDF, BDF, FIF, BrainVision, EEGLAB).
 A user error prints one line and exits with status 2; ``--debug`` shows the traceback.
 """
 
@@ -21,14 +24,47 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "sample_eeg_path"]
+
+logger = logging.getLogger(__name__)
 
 EEG_SUFFIXES = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".gdf")
 _DANDI_RE = re.compile(r"^(DANDI:)?\d{6}(/[\w.]+)?$|dandiarchive\.org/dandiset/", re.I)
+SAMPLE_EEG = "S001R01.edf"
+SAMPLE_EEG_ATTRIBUTION = (
+    "EEG: PhysioNet EEG Motor Movement/Imagery Dataset (eegmmidb) v1.0.0, subject 1, run 1 "
+    "(S001R01, eyes open), ODC Attribution 1.0. Cite Schalk et al. 2004, IEEE TBME "
+    "51(6):1034-1043, and Goldberger et al. 2000, Circulation 101(23):e215-e220.")
 
 
 class CLIError(Exception):
     """A user error: printed as one line."""
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on when stderr is a terminal, unless --quiet."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def sample_eeg_path() -> Path:
+    """Path of the bundled EEG recording (PhysioNet eegmmidb ``S001R01.edf``).
+
+    It ships as package data (``nwb_lrnn/sample_data``); a source checkout also has it in
+    ``tests/data``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither copy is there (a broken installation).
+    """
+    import nwb_lrnn
+
+    pkg = Path(nwb_lrnn.__file__).parent
+    for cand in (pkg / "sample_data" / SAMPLE_EEG, pkg.parent / "tests" / "data" / SAMPLE_EEG):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"the bundled EEG recording {SAMPLE_EEG} is missing from "
+                            f"{pkg / 'sample_data'}; reinstall nwb_lrnn.")
 
 
 def source_kind(source: str) -> str:
@@ -41,27 +77,46 @@ def source_kind(source: str) -> str:
     return "nwb"
 
 
+def load_eeg(path: str | Path, *, preprocessing: str = "zscore", bin_size: float | None = None):
+    """Read an EEG file into BinnedData ('paper': :func:`~nwb_lrnn.io.preprocess_eeg_paper`,
+    'zscore': :func:`~nwb_lrnn.io.from_mne` on the EEG channels), optionally resampled to
+    ``1 / bin_size``."""
+    import mne
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"EEG file not found: {path}")
+    try:
+        raw = mne.io.read_raw(str(path), preload=True, verbose="error")
+    except (ValueError, RuntimeError, NotImplementedError) as err:
+        raise CLIError(f"MNE cannot read {path}: {err}") from None
+    if bin_size:
+        raw.resample(1.0 / bin_size, verbose="error")
+    if preprocessing == "paper":
+        from .io import preprocess_eeg_paper
+
+        data = preprocess_eeg_paper(raw, verbose="error")
+    else:
+        from .io import from_mne
+
+        data = from_mne(raw, picks="eeg", verbose="error")
+    data.provenance.setdefault("filename", str(path))
+    return data
+
+
 def load_source(args: argparse.Namespace):
     """Read SOURCE into BinnedData as the options say."""
     kind = source_kind(args.source)
     if kind == "eeg":
-        import mne
-
-        from .io import from_mne
-
-        path = Path(args.source)
-        if not path.exists():
-            raise FileNotFoundError(f"EEG file not found: {path}")
-        raw = mne.io.read_raw(str(path), preload=True, verbose="error")
-        if args.bin_size:
-            raw.resample(1.0 / args.bin_size, verbose="error")
-        return from_mne(raw, picks="eeg")
+        return load_eeg(args.source, preprocessing=getattr(args, "eeg_preprocessing", "zscore"),
+                        bin_size=args.bin_size)
     bin_size = args.bin_size or 0.02
     if kind == "dandi":
         from .io import read_dandi
 
-        out = read_dandi(args.source, asset=args.asset, bin_size=bin_size, merge=True)
-        return out
+        return read_dandi(args.source, asset=args.asset, bin_size=bin_size, merge=True,
+                          api_url=getattr(args, "api_url", None),
+                          cache_dir=getattr(args, "cache_dir", None))
     from .io import read_nwb
 
     return read_nwb(args.source, bin_size=bin_size)
@@ -84,7 +139,7 @@ def _fit(args: argparse.Namespace) -> int:
                      steps_per_epoch=args.steps_per_epoch or (50 if long_recording else None),
                      batch_size=args.batch_size, learning_rate=args.lr,
                      lr_final=args.lr / 100, random_state=args.seed, device=args.device,
-                     verbose=not args.quiet)
+                     verbose=_progress(args))
     t0 = time.perf_counter()
     est.fit(data)
     dt = time.perf_counter() - t0
@@ -119,19 +174,144 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .io import read_fit
 
-    est = read_fit(args.fit)
-    gen = est.sample(args.trials, args.time, burn_in=args.burn_in, random_state=args.seed)
     out = Path(args.out)
-    if out.suffix == ".npy":
-        import numpy as np
+    low = out.name.lower()
+    suffix = next((x for x in (".nwb", ".npy", ".fif", ".fif.gz", ".edf") if low.endswith(x)),
+                  None)
+    if suffix is None:
+        raise CLIError(f"--out must end in .nwb, .npy, .fif or .edf, got {out.name!r}.")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+    if args.n_trials < 1 or args.n_times < 1:
+        raise CLIError("--n-trials and --n-times must be >= 1.")
+    est = read_fit(args.fit)
+    if suffix in (".fif", ".fif.gz", ".edf"):
+        if est.kind_ != "continuous":
+            raise CLIError(f"{suffix} output is for EEG (continuous) fits; {args.fit} is a "
+                           "spike-count fit: write .nwb or .npy.")
+        if suffix == ".edf":
+            import importlib.util
 
+            if importlib.util.find_spec("edfio") is None:
+                raise CLIError("writing EDF needs the 'edfio' package (pip install edfio); "
+                               "or write .fif instead.")
+            if args.n_trials != 1:
+                raise CLIError("EDF holds one continuous recording: use --n-trials 1.")
+    if suffix == ".nwb":
+        from .io import write_nwb
+
+        write_nwb(est, out, include=("model", "generated"), overwrite=args.overwrite,
+                  n_generated=(args.n_trials, args.n_times), burn_in=args.burn_in,
+                  random_state=args.seed)
+        print(f"wrote {args.n_trials} trial(s) x {args.n_times} bins of generated data to "
+              f"{out}")
+        return 0
+    gen = est.sample(args.n_trials, args.n_times, burn_in=args.burn_in, random_state=args.seed)
+    if suffix == ".npy":
         np.save(out, gen.values)
     else:
-        raise CLIError(f"--out must end in .npy for now, got {out.name!r}.")
+        _save_mne(est, args.fit, gen.values, out, suffix, overwrite=args.overwrite)
     print(f"wrote {gen} to {out}")
     return 0
+
+
+def _save_mne(est, fit_path, values, out: Path, suffix: str, *, overwrite: bool) -> None:
+    """Write generated EEG as FIF or EDF, in volts when the fit recorded the z-scoring."""
+    import mne
+    import numpy as np
+
+    from .io import read_fit_source, to_mne
+
+    src = read_fit_source(fit_path)
+    zs = src.get("zscore")
+    values = np.asarray(values, dtype=np.float64)
+    if isinstance(zs, dict) and len(zs.get("std", ())) == values.shape[2]:
+        values = values * np.asarray(zs["std"]) + np.asarray(zs["mean"])
+    else:
+        logger.warning("%s records no z-scoring of the data: the values are written as they "
+                       "are (in volts as far as MNE is concerned)", fit_path)
+    info = mne.create_info(list(est.channel_names_), sfreq=1.0 / float(est.bin_size_),
+                           ch_types="eeg", verbose="error")
+    inst = to_mne(values, info, scale=False, verbose="error")
+    if suffix == ".edf":
+        mne.export.export_raw(str(out), inst, fmt="edf", overwrite=overwrite, verbose="error")
+    else:
+        inst.save(str(out), overwrite=overwrite, verbose="error")
+
+
+def _parse_inputs(text: str | None):
+    if text is None:
+        return None
+    import numpy as np
+
+    try:
+        return np.array([float(v) for v in text.split(",") if v.strip()], dtype=float)
+    except ValueError:
+        raise CLIError(f"--input must be numbers separated by commas, got {text!r}.") from None
+
+
+def _fixed_points(args: argparse.Namespace) -> int:
+    from .analysis.fixed_points import find_fixed_points
+    from .io import read_fit, store_fixed_points
+
+    est = read_fit(args.fit)
+    fp = find_fixed_points(est, inputs=_parse_inputs(args.input), method=args.method,
+                           verbose=_progress(args))
+    print(format_fixed_points(fp))
+    if args.csv:
+        _write_fp_csv(fp, Path(args.csv))
+        print(f"wrote {args.csv}")
+    if args.store:
+        store_fixed_points(args.fit, fp)
+        print(f"stored the fixed_points table in {args.fit}")
+    return 0
+
+
+def format_fixed_points(fp) -> str:
+    """The fixed-point table as text, with a summary line."""
+    import numpy as np
+
+    lines = [f"{'#':>3}  {'z':<{max(8, 9 * fp.z.shape[1] + 1)}}  {'stability':<9}  "
+             f"{'kind':<5}  max|λ|"]
+    for i in range(len(fp)):
+        z = " ".join(f"{v:8.3f}" for v in fp.z[i])
+        lines.append(f"{i:>3}  [{z}]  {fp.stability[i]:<9}  {fp.kind[i]:<5}  "
+                     f"{np.abs(fp.eigenvalues[i]).max():.4f}")
+    lines.append(summarize_fixed_points(fp))
+    return "\n".join(lines)
+
+
+def summarize_fixed_points(fp) -> str:
+    """'3 fixed points (1 stable, 2 saddle), exact, method regions, 0.01 s'."""
+    counts: dict[str, int] = {}
+    for s in fp.stability:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    what = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    secs = fp.stats.get("seconds") if isinstance(fp.stats, dict) else None
+    return (f"{len(fp)} fixed point{'s' if len(fp) != 1 else ''}"
+            + (f" ({what})" if what else "")
+            + f", {'approximate' if fp.approximate else 'exact'}, method {fp.method}"
+            + (f", {secs:.2f} s" if secs is not None else ""))
+
+
+def _write_fp_csv(fp, path: Path) -> None:
+    import csv
+
+    import numpy as np
+
+    R = fp.z.shape[1]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", *(f"z_{r}" for r in range(R)), "stability", "kind",
+                    "max_abs_eig", *(f"eig_{r}" for r in range(R))])
+        for i in range(len(fp)):
+            ev = np.asarray(fp.eigenvalues[i])
+            w.writerow([i, *(f"{v:.10g}" for v in fp.z[i]), fp.stability[i], fp.kind[i],
+                        f"{np.abs(ev).max():.10g}", *(f"{complex(e):.10g}" for e in ev)])
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -148,7 +328,89 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# The main job's settings: full (a few minutes on 2 CPU cores) and --fast (seconds, for tests).
+# Clipped ReLU keeps generated trajectories bounded (a short ReLU fit can diverge) and its
+# fixed points are still found exactly (piecewise linear).
+DEMO_NONLINEARITY = {"name": "clipped_relu", "clip": 1.0}
+DEMO_SETTINGS = {
+    "full": dict(rank=3, n_units=96, n_particles=10, max_epochs=150, window=100,
+                 steps_per_epoch=20, batch_size=16, learning_rate=3e-2, n_time=None),
+    "fast": dict(rank=3, n_units=16, n_particles=4, max_epochs=1, window=50,
+                 steps_per_epoch=3, batch_size=4, learning_rate=3e-2, n_time=1000),
+}
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.teacher_student:
+        return _demo_teacher_student(args)
+    return _demo_eeg(args)
+
+
+def _demo_eeg(args: argparse.Namespace) -> int:
+    """The main job: real EEG -> paper preprocessing -> fit -> NWB results -> report."""
+    import torch
+
+    from . import LowRankRNN
+    from .analysis.fixed_points import find_fixed_points
+    from .data import BinnedData
+    from .io import preprocess_eeg_paper, write_nwb
+    from .metrics import dstsp, hellinger_spectrum
+    from .report import make_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = dict(DEMO_SETTINGS["fast" if args.fast else "full"])
+    if args.epochs is not None:
+        cfg["max_epochs"] = args.epochs
+    out_dir = Path(args.out_dir)
+    fit_path = out_dir / "S001R01_lrnn.nwb"
+    t_start = time.perf_counter()
+    edf = sample_eeg_path()
+    print(f"nwb-lrnn demo: rank-{cfg['rank']} clipped-ReLU low-rank RNN fitted to real EEG "
+          f"({'fast, tiny settings' if args.fast else 'full settings'})")
+    print(f"  {SAMPLE_EEG_ATTRIBUTION}")
+    data = preprocess_eeg_paper(edf, verbose="error")
+    data.provenance["filename"] = edf.name
+    if cfg["n_time"]:
+        data = BinnedData(data.values[:, :cfg["n_time"]], data.bin_size, data.kind,
+                          channel_names=data.channel_names, start_times=data.start_times,
+                          provenance=data.provenance)
+    print(f"  data: {data} (paper preprocessing: causal Hann smoothing, z-scored)")
+    est = LowRankRNN(rank=cfg["rank"], n_units=cfg["n_units"], nonlinearity=DEMO_NONLINEARITY,
+                     n_particles=cfg["n_particles"], max_epochs=cfg["max_epochs"],
+                     window=cfg["window"], steps_per_epoch=cfg["steps_per_epoch"],
+                     batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
+                     lr_final=cfg["learning_rate"] / 10, random_state=args.seed,
+                     verbose=_progress(args))
+    t0 = time.perf_counter()
+    est.fit(data)
+    t_fit = time.perf_counter() - t0
+    print(f"  fitted in {t_fit:.1f} s ({cfg['max_epochs']} epochs, N={cfg['n_units']} units, "
+          f"K={cfg['n_particles']} particles)")
+
+    gen = est.sample(1, data.n_time, random_state=args.seed)
+    x, y = data.values[0], gen.values[0]
+    d_stsp = float(dstsp(x, y, random_state=args.seed))
+    d_h = float(hellinger_spectrum(x, y))
+    fp = find_fixed_points(est, verbose=False)
+    write_nwb(est, fit_path, data=data, overwrite=True, random_state=args.seed,
+              include=("model", "latents", "generated", "metrics", "fixed_points"),
+              fixed_points=fp, metrics={"D_stsp": d_stsp, "D_H": d_h},
+              session_description="nwb_lrnn demo: low-rank RNN fitted to PhysioNet eegmmidb "
+                                  "S001R01 (ODC-By 1.0).")
+    index = make_report(fit_path, out_dir / "report", data=data, fixed_points=fp)
+    bound = est.score(data)
+    print(f"  SMC bound per time step: {bound:.4f}")
+    print(f"  D_stsp (state-space KL, data vs generated): {d_stsp:.3f}")
+    print(f"  D_H (Hellinger distance of power spectra): {d_h:.3f}")
+    print(f"  {summarize_fixed_points(fp)}")
+    print(f"  results (NWB): {fit_path}")
+    print(f"  report: {index}")
+    print(f"  total {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+def _demo_teacher_student(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
@@ -158,13 +420,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    epochs = 50 if args.epochs is None else args.epochs
     print("nwb-lrnn demo: teacher–student fit (rank-2 teacher, 20 units, Gaussian observations)")
     teacher = oscillator_teacher(20, 2, seed=args.seed)
     data = teacher.sample(args.trials, 150, burn_in=50, random_state=args.seed + 1)
     print(f"  data: {data}")
     student = LowRankRNN(rank=2, n_units=20, nonlinearity="tanh", n_particles=32,
-                         max_epochs=args.epochs, batch_size=8, learning_rate=0.03,
-                         lr_final=0.003, random_state=args.seed, verbose=not args.quiet)
+                         max_epochs=epochs, batch_size=8, learning_rate=0.03,
+                         lr_final=0.003, random_state=args.seed, verbose=_progress(args))
     t0 = time.perf_counter()
     student.fit(data)
     dt = time.perf_counter() - t0
@@ -173,7 +436,7 @@ def _demo(args: argparse.Namespace) -> int:
     gen_t = teacher.sample(32, 1000, burn_in=100, random_state=7).values
     gen_s = student.sample(32, 1000, burn_in=100, random_state=7).values
     r = correlation_similarity(gen_t, gen_s)
-    print(f"  fitted in {dt:.1f} s ({args.epochs} epochs)")
+    print(f"  fitted in {dt:.1f} s ({epochs} epochs)")
     print(f"  SMC bound per step: teacher {teacher.score(data):.3f}, "
           f"student {student.score(data):.3f}")
     print("  latent noise SD in observation space (invariant to latent coordinates):")
@@ -203,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit a model to an NWB file, a dandiset or an EEG file")
     p.add_argument("source", help="NWB file or URL, DANDI:000128[/version], or EEG file")
     p.add_argument("--asset", help="dandiset asset path or glob")
+    p.add_argument("--cache-dir", help="cache folder for DANDI downloads "
+                                       "(default: $NWB_LRNN_CACHE or ~/.cache/nwb_lrnn)")
+    p.add_argument("--api-url", help=argparse.SUPPRESS)  # another DANDI API (tests, mirrors)
+    p.add_argument("--eeg-preprocessing", choices=("paper", "zscore"), default="zscore",
+                   help="EEG only: 'paper' = the Hess et al. 2023 / Pals et al. 2024 recipe "
+                        "(causal Hann smoothing, z-score); 'zscore' = z-score each channel "
+                        "(default)")
     p.add_argument("--rank", type=int, default=3)
     p.add_argument("--units", type=int, default=64)
     p.add_argument("--nonlinearity", default="relu")
@@ -226,13 +496,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit")
     p.set_defaults(func=_info)
 
+    p = sub.add_parser("fixed-points", help="all fixed points of a fit and their stability")
+    p.add_argument("fit")
+    p.add_argument("--method", choices=("auto", "regions", "boxes", "brute", "newton"),
+                   default="auto")
+    p.add_argument("--input", help="constant input u, comma-separated (e.g. 0.5,-1)")
+    p.add_argument("--store", action="store_true",
+                   help="write the table into the fit file (replaces an existing one)")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_fixed_points)
+
     p = sub.add_parser("generate", help="generate surrogate data from a fit")
     p.add_argument("fit")
-    p.add_argument("--trials", type=int, default=1)
-    p.add_argument("--time", type=int, default=1000)
+    p.add_argument("--out", required=True,
+                   help="OUT.nwb (GeneratedData in a new NWB file), OUT.npy (trials x time x "
+                        "channels), or for EEG fits OUT.fif / OUT.edf (in volts)")
+    p.add_argument("--n-trials", "--trials", dest="n_trials", type=int, default=1)
+    p.add_argument("--n-times", "--time", dest="n_times", type=int, default=1000,
+                   help="time bins per trial")
     p.add_argument("--burn-in", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("report", help="figures and an HTML page for a fit")
@@ -243,9 +528,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <fit>_report)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("demo", help="teacher–student fit on simulated data")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--trials", type=int, default=32)
+    p = sub.add_parser("demo", help="the main job: fit real EEG, write NWB results and a "
+                                    "report")
+    p.add_argument("--out-dir", default="nwb_lrnn_demo", help="output folder "
+                   "(default: ./nwb_lrnn_demo)")
+    p.add_argument("--fast", action="store_true", help="tiny settings (seconds; for tests)")
+    p.add_argument("--teacher-student", action="store_true",
+                   help="the older demo: a teacher–student fit on simulated data")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--trials", type=int, default=32, help="teacher–student only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -262,8 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError,
-            MemoryError, ConnectionError) as err:
+    except KeyboardInterrupt:
+        print("nwb-lrnn: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, OSError, MemoryError, ConnectionError) as err:
         if args.debug:
             raise
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__

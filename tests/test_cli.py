@@ -12,15 +12,15 @@ def test_version(capsys):
     assert __version__ in capsys.readouterr().out
 
 
-def test_demo_runs_and_reports_recovery(capsys):
-    assert main(["demo", "--epochs", "2", "--trials", "4", "--quiet"]) == 0
+def test_demo_teacher_student_runs_and_reports_recovery(capsys):
+    assert main(["demo", "--teacher-student", "--epochs", "2", "--trials", "4", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "latent noise SD in observation space" in out
     assert "pairwise unit correlations" in out
 
 
 def test_user_error_is_one_line_without_traceback(capsys):
-    assert main(["demo", "--epochs", "0", "--quiet"]) == 2
+    assert main(["demo", "--teacher-student", "--epochs", "0", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nwb-lrnn: error: max_epochs must be >= 1, got 0")
     assert "Traceback" not in err and err.count("\n") == 1
@@ -71,3 +71,211 @@ def test_source_kind():
     assert source_kind("rec/S001R01.edf") == "eeg"
     assert source_kind("https://host/file.nwb") == "nwb"
     assert source_kind("session.nwb") == "nwb"
+
+
+# ------------------------------------------------------------------ fixed points, generate
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+EDF = DATA / "S001R01.edf"
+HAS_EDFIO = importlib.util.find_spec("edfio") is not None
+
+
+def _one_line_error(capsys, contains: str) -> None:
+    err = capsys.readouterr().err
+    assert err.startswith("nwb-lrnn: error: ") and contains in err, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+
+
+@pytest.fixture(scope="module")
+def eeg_fit(tmp_path_factory):
+    """A tiny clipped-ReLU fit of the bundled EEG (--epochs 1, few steps)."""
+    out = tmp_path_factory.mktemp("eegfit") / "eeg.nwb"
+    assert main(["fit", str(EDF), "--eeg-preprocessing", "paper", "--nonlinearity",
+                 "clipped_relu", "--rank", "2", "--units",
+                 "8", "--particles", "4", "--epochs", "1", "--window", "40",
+                 "--steps-per-epoch", "2", "--batch-size", "2", "--lr", "1e-3", "--quiet",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_fit_eeg_edf_with_paper_preprocessing(eeg_fit, capsys):
+    from nwb_lrnn.io import read_fit, read_fit_source
+
+    est = read_fit(eeg_fit)
+    assert est.model_config_.n_channels == 64 and est.kind_ == "continuous"
+    assert est.bin_size_ == pytest.approx(1 / 160)
+    src = read_fit_source(eeg_fit)
+    assert "preprocessing" in src and len(src["zscore"]["std"]) == 64
+
+
+def test_fixed_points_prints_stores_and_writes_csv(eeg_fit, tmp_path, capsys):
+    import shutil
+
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    fit = tmp_path / "fit.nwb"
+    shutil.copy(eeg_fit, fit)
+    csv = tmp_path / "fp.csv"
+    assert main(["fixed-points", str(fit), "--store", "--csv", str(csv), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "stability" in out and "max|λ|" in out
+    summary = next(line for line in out.splitlines() if "fixed point" in line
+                   and "method" in line)
+    n = int(summary.split()[0])
+    assert "exact, method regions" in summary
+    rows = csv.read_text().splitlines()
+    assert rows[0].startswith("index,z_0,z_1,stability,kind,max_abs_eig") and len(rows) == n + 1
+    # stored twice: the table is replaced, not duplicated; plain pynwb reads it
+    assert main(["fixed-points", str(fit), "--store", "--method", "regions", "--quiet"]) == 0
+    capsys.readouterr()
+    with NWBHDF5IO(str(fit), "r", load_namespaces=True) as io:
+        nwb = io.read()
+        mod = nwb.processing["lrnn"]
+        table = mod["fixed_points"]
+        assert len(table) == n
+        if n:
+            assert np.asarray(table["location"].data[:]).shape == (n, 2)
+        assert "model" in mod.data_interfaces
+    with h5py.File(fit, "r") as f:
+        assert [k for k in f["processing/lrnn"] if "fixed" in k] == ["fixed_points"]
+    assert not list(tmp_path.glob(".*.tmp.nwb"))
+
+
+def test_fixed_points_errors_are_one_line(eeg_fit, tmp_path, capsys):
+    assert main(["fixed-points", str(tmp_path / "none.nwb")]) == 2
+    _one_line_error(capsys, "fit file not found")
+    assert main(["fixed-points", str(DATA / "A8604-211122.nwb")]) == 2
+    _one_line_error(capsys, "holds no nwb_lrnn fit")
+    assert main(["fixed-points", str(eeg_fit), "--input", "a,b"]) == 2
+    _one_line_error(capsys, "--input must be numbers")
+
+
+@pytest.mark.parametrize("suffix", [".nwb", ".npy", ".fif", ".edf"])
+def test_generate_formats(eeg_fit, tmp_path, capsys, suffix):
+    out = tmp_path / f"gen{suffix}"
+    args = ["generate", str(eeg_fit), "--n-times", "200", "--seed", "3", "--out", str(out)]
+    if suffix == ".edf" and not HAS_EDFIO:
+        assert main(args) == 2
+        _one_line_error(capsys, "pip install edfio")
+        return
+    assert main(args) == 0 and out.exists()
+    if suffix == ".npy":
+        assert np.load(out).shape == (1, 200, 64)
+    elif suffix == ".nwb":
+        from pynwb import NWBHDF5IO
+
+        with NWBHDF5IO(str(out), "r", load_namespaces=True) as io:
+            gen = io.read().processing["lrnn"]["generated"]
+            assert gen.data.shape == (200, 64) and gen.rate == pytest.approx(160.0)
+    else:
+        import mne
+
+        raw = mne.io.read_raw(str(out), preload=True, verbose="error")
+        assert raw.info["sfreq"] == pytest.approx(160.0) and len(raw.ch_names) == 64
+        assert raw.n_times == 200
+        # back in volts: EEG-sized values, not z-scores
+        assert np.abs(raw.get_data()).max() < 1e-2
+
+
+def test_generate_errors_are_one_line(eeg_fit, tmp_path, capsys):
+    assert main(["generate", str(eeg_fit), "--out", str(tmp_path / "x.txt")]) == 2
+    _one_line_error(capsys, "--out must end in .nwb, .npy, .fif or .edf")
+    existing = tmp_path / "e.npy"
+    existing.write_bytes(b"")
+    assert main(["generate", str(eeg_fit), "--out", str(existing)]) == 2
+    _one_line_error(capsys, "pass --overwrite")
+    assert main(["generate", str(tmp_path / "no.nwb"), "--out", str(tmp_path / "g.npy")]) == 2
+    _one_line_error(capsys, "fit file not found")
+
+
+def test_generate_fif_needs_an_eeg_fit(tmp_path, capsys):
+    fit = tmp_path / "spk.nwb"
+    assert main(["fit", str(DATA / "A8604-211122.nwb"), "--bin-size", "0.1", "--epochs", "1",
+                 "--units", "4", "--rank", "1", "--window", "20", "--steps-per-epoch", "1",
+                 "--quiet", "--out", str(fit)]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(fit), "--out", str(tmp_path / "g.fif")]) == 2
+    _one_line_error(capsys, "for EEG (continuous) fits")
+
+
+def test_fit_eeg_errors_are_one_line(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "missing.edf")]) == 2
+    _one_line_error(capsys, "EEG file not found")
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(b"not an edf file at all")
+    assert main(["fit", str(bad), "--quiet"]) == 2
+    _one_line_error(capsys, "bad.edf")
+
+
+def test_bad_option_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "x.edf", "--eeg-preprocessing", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ DANDI
+@pytest.fixture
+def dandi_server(monkeypatch):
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    from .dandi_server import DandiServer
+
+    with DandiServer() as srv:
+        srv.add_dandiset("000128", {"sub-A8604/sub-A8604_ses-211122.nwb":
+                                    DATA / "A8604-211122.nwb"}, version="0.220113.0408")
+        yield srv
+
+
+def test_fit_from_a_dandiset(dandi_server, tmp_path, capsys):
+    out = tmp_path / "dandi_fit.nwb"
+    assert main(["fit", "DANDI:000128/0.220113.0408", "--asset", "sub-A8604/*.nwb",
+                 "--api-url", dandi_server.api_url, "--cache-dir", str(tmp_path / "cache"),
+                 "--bin-size", "0.1", "--epochs", "1", "--units", "4", "--rank", "1",
+                 "--window", "20", "--steps-per-epoch", "1", "--quiet", "--out",
+                 str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    from nwb_lrnn.io import read_fit_source
+
+    src = read_fit_source(out)
+    assert json.dumps(src).count("000128") >= 1
+
+
+def test_fit_from_an_unknown_dandiset_is_one_line(dandi_server, tmp_path, capsys):
+    assert main(["fit", "000999", "--api-url", dandi_server.api_url, "--cache-dir",
+                 str(tmp_path), "--quiet", "--out", str(tmp_path / "x.nwb")]) == 2
+    _one_line_error(capsys, "000999")
+
+
+# ------------------------------------------------------------------ the main job
+def test_demo_fast_end_to_end(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--fast", "--quiet", "--out-dir", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "PhysioNet" in out and "ODC Attribution 1.0" in out
+    for what in ("SMC bound per time step", "D_stsp", "D_H", "fixed point"):
+        assert what in out
+    fit = out_dir / "S001R01_lrnn.nwb"
+    assert fit.is_file() and (out_dir / "report" / "index.html").is_file()
+    import h5py
+
+    with h5py.File(fit, "r") as f:
+        mod = f["processing/lrnn"]
+        assert {"model", "posterior_latents", "generated", "metrics",
+                "fixed_points"} <= set(mod)
+        names = [v.decode() if isinstance(v, bytes) else v for v in mod["metrics/metric"][()]]
+        assert {"D_stsp", "D_H", "bound_per_step"} <= set(names)
+
+
+def test_sample_eeg_is_package_data():
+    from nwb_lrnn.cli import sample_eeg_path
+
+    p = sample_eeg_path()
+    assert p.is_file() and p.stat().st_size == EDF.stat().st_size
+    assert p.parent.name == "sample_data" and (p.parent / "README.md").is_file()

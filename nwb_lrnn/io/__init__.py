@@ -13,10 +13,11 @@ _NAMES = {
     "read_dandi": ".dandi",
     "open_url": ".remote", "download": ".remote", "RemoteReadError": ".remote",
     "from_sorting": ".sorting", "to_sorting": ".sorting",
-    "from_mne": ".mne", "to_mne": ".mne",
+    "from_mne": ".mne", "to_mne": ".mne", "read_eeg": ".mne", "EEGReadError": ".mne",
     "preprocess_eeg_paper": ".eeg",
     "bin_spike_times": ".binning",
     "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
+    "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
 }
 
 __all__ = sorted(_NAMES)

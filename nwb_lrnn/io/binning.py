@@ -90,6 +90,8 @@ def bin_spike_times(spike_times: Sequence[np.ndarray], *, bin_size: float,
             continue
         if n_win == 1:  # one long window: O(spikes) with bincount
             s0 = starts[0]
+            # far-away (or absurd) times never reach the integer cast
+            t = t[(t >= s0 - bin_size) & (t <= s0 + (n_bins + 1) * bin_size)]
             b = np.floor((t - s0) / bin_size).astype(np.int64)
             # put spikes on exact edges where searchsorted on s0 + k·bin_size would
             b -= t < s0 + b * bin_size

@@ -118,10 +118,9 @@ def preprocess_eeg_paper(
     mne = _import_mne()
     with _log_level(mne, verbose):
         if isinstance(raw_or_path, (str, os.PathLike)):
-            path = os.fspath(raw_or_path)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"EEG file not found: {path!r}")
-            raw = mne.io.read_raw(path, preload=True, verbose=verbose)
+            from .mne import read_eeg
+
+            raw = read_eeg(raw_or_path, verbose=verbose)
         elif isinstance(raw_or_path, mne.io.BaseRaw):
             raw = raw_or_path
         else:

@@ -27,7 +27,8 @@ import numpy as np
 
 from .._validate import check_option
 
-__all__ = ["FitFileError", "load_extension", "read_fit", "write_nwb"]
+__all__ = ["FitFileError", "load_extension", "read_fit", "read_fit_source", "store_fixed_points",
+           "write_nwb"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,23 +251,116 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     objects = _build_objects(estimator, exported, data, include, description, prov,
                              n_generated, burn_in, random_state, fixed_points, metrics)
 
+    if mode == "new":
+        return _atomic_write(path, lambda tmp: _write_new(tmp, objects, module_name, prov,
+                                                          subject, session_description,
+                                                          description), copy=False)
+    return _atomic_write(path, lambda tmp: _append(tmp, objects, module_name, description),
+                         copy=True)
+
+
+def _atomic_write(path: Path, write, *, copy: bool) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path``.
+
+    With ``copy=True`` the temporary file starts as a copy of ``path``; otherwise it does not
+    exist when ``write`` is called. The temporary file is removed if anything fails, so
+    ``path`` is either untouched or completely written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        if mode == "new":
-            tmp.unlink()
-            _write_new(tmp, objects, module_name, prov, subject, session_description,
-                       description)
-        else:
+        if copy:
             shutil.copy2(path, tmp)
-            _append(tmp, objects, module_name, description)
+        else:
+            tmp.unlink()
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def store_fixed_points(path: str | os.PathLike, fixed_points, *,
+                       module_name: str | None = None) -> Path:
+    """Add (or replace) the ``fixed_points`` table of a fit file, atomically.
+
+    The file is copied next to itself, the ``FixedPointTable`` is written into the processing
+    module that holds the model (an existing ``fixed_points`` table there is replaced) and the
+    copy is moved onto ``path``; the original is untouched if anything fails.
+
+    Parameters
+    ----------
+    path : path
+        An NWB file written by :func:`write_nwb` (or with a fit appended to it).
+    fixed_points : FixedPoints
+        From :func:`nwb_lrnn.analysis.fixed_points.find_fixed_points`.
+    module_name : str, optional
+        The processing module (default: the first one that holds a model).
+
+    Returns
+    -------
+    Path of the file.
+
+    Raises
+    ------
+    FileNotFoundError, FitFileError
+    """
+    import h5py
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"fit file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
+    with f:
+        module = _find_model_group(f, path, module_name).parent.name.rsplit("/", 1)[-1]
+    table = _fixed_point_table(fixed_points)
+
+    def write(tmp: Path) -> None:
+        from pynwb import NWBHDF5IO
+
+        with h5py.File(tmp, "a") as h:
+            grp = h["processing"][module]
+            if "fixed_points" in grp:
+                del grp["fixed_points"]
+        load_extension()
+        with NWBHDF5IO(str(tmp), "a", load_namespaces=True) as io:
+            nwb = io.read()
+            nwb.processing[module].add(table)
+            io.write(nwb, cache_spec=True)
+
+    return _atomic_write(path, write, copy=True)
+
+
+def read_fit_source(path: str | os.PathLike, *, module_name: str | None = None) -> dict:
+    """The provenance of the data a fit was made on (the model's ``source`` attribute).
+
+    For EEG fits it holds ``sfreq`` and, when the data were z-scored, ``zscore`` (per-channel
+    means and standard deviations) to put generated data back in volts.
+
+    Returns
+    -------
+    dict (empty when the file records no source).
+    """
+    import h5py
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"fit file not found: {path}")
+    with h5py.File(path, "r") as f:
+        g = _find_model_group(f, path, module_name)
+        raw = g.attrs.get("source", "{}")
+    raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        out = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def _build_objects(est, exported, data, include, description, prov, n_generated, burn_in,

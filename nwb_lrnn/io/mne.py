@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +25,79 @@ from ..data import BinnedData
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import mne
 
-__all__ = ["from_mne", "to_mne"]
+__all__ = ["EEG_EXTENSIONS", "EEGReadError", "from_mne", "read_eeg", "to_mne"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 10  # channel names listed in error messages
+
+
+EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".gdf", ".cnt")
+
+
+class EEGReadError(ValueError):
+    """An EEG file that MNE cannot read (damaged, truncated or of an unknown format)."""
+
+
+def read_eeg(path: str | os.PathLike, *, preload: bool = True,
+             verbose: bool | str | int | None = None):
+    """Read an EEG recording with ``mne.io.read_raw``, with errors that name the file.
+
+    Parameters
+    ----------
+    path : str | PathLike
+        An EDF, BDF, FIF, BrainVision (.vhdr), EEGLAB (.set), GDF or CNT file.
+    preload : bool
+        Load the data into memory (default True).
+    verbose : bool | str | int | None
+        MNE verbosity.
+
+    Returns
+    -------
+    mne.io.BaseRaw
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    EEGReadError
+        The extension is not an EEG format MNE reads, or MNE fails on the file (damaged or
+        truncated), or the file holds no samples.
+
+    Examples
+    --------
+    >>> raw = read_eeg("tests/data/S001R01.edf")       # doctest: +SKIP
+    >>> raw.info["sfreq"]                               # doctest: +SKIP
+    160.0
+    """
+    mne = _import_mne()
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"EEG file not found: {p}")
+    if os.path.isdir(p) and not p.endswith(".ds"):
+        raise EEGReadError(f"{p} is a folder, not an EEG file.")
+    if not p.lower().endswith((*EEG_EXTENSIONS, ".ds")):
+        raise EEGReadError(f"{p}: not an EEG format nwb_lrnn reads through MNE (expected one of "
+                           f"{', '.join(EEG_EXTENSIONS)}).")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw = mne.io.read_raw(p, preload=preload, verbose=verbose)
+    except (ValueError, OSError, KeyError, IndexError, RuntimeError, UnicodeDecodeError,
+            struct_error()) as err:
+        raise EEGReadError(f"{p} cannot be read by MNE (damaged or truncated file?): "
+                           f"{type(err).__name__}: {err}") from None
+    if raw.n_times == 0 or len(raw.ch_names) == 0:
+        raise EEGReadError(f"{p} holds no samples or no channels.")
+    return raw
+
+
+def struct_error() -> type:
+    import struct
+
+    return struct.error
 
 
 def _import_mne() -> Any:

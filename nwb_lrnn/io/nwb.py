@@ -387,7 +387,14 @@ def read_nwb(source: Any, *, bin_size: float, units: Sequence | None = None,
     """
     bin_size = check_float("bin_size", bin_size, min_value=0.0, strict_min=True)
     check_option("intervals", intervals, ("trials", "epochs"))
-    src = _open(source, cache_dir)
+    label = _plain_label(source)
+    try:
+        src = _open(source, cache_dir)
+    except _DAMAGED as err:
+        if _passes_through(err):
+            raise
+        raise NWBReadError(f"{label} cannot be read as NWB (damaged or truncated file?): "
+                           f"{type(err).__name__}: {err}") from None
     try:
         if intervals == "epochs":
             src.trials = src.epochs
@@ -396,8 +403,30 @@ def read_nwb(source: Any, *, bin_size: float, units: Sequence | None = None,
                             time_range=time_range, align_to=align_to, window=window,
                             trial_filter=trial_filter, allow_empty_units=allow_empty_units,
                             provenance=provenance, source=source)
+    except _DAMAGED as err:
+        if _passes_through(err):
+            raise
+        # h5py reports a damaged file as KeyError / OSError / RuntimeError from deep inside
+        raise NWBReadError(f"{src.label} cannot be read (damaged or truncated file?): "
+                           f"{type(err).__name__}: {err}") from None
     finally:
         src.close()
+
+
+_DAMAGED = (OSError, KeyError, RuntimeError, IndexError, OverflowError)
+
+
+def _passes_through(err: BaseException) -> bool:
+    """Errors that already say what is wrong (missing file, network, memory refusal)."""
+    from .remote import RemoteReadError
+
+    return isinstance(err, (FileNotFoundError, RemoteReadError, MemoryError, NWBReadError))
+
+
+def _plain_label(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"<{type(source).__name__}>"
 
 
 def _read_source(src: _Source, *, bin_size, units, unit_filter, time_range, align_to, window,
@@ -406,6 +435,11 @@ def _read_source(src: _Source, *, bin_size, units, unit_filter, time_range, alig
     unit_ids = src.units.ids[rows]
     spikes = [np.asarray(s, dtype=np.float64).ravel()
               for s in src.units.column("spike_times", rows)]
+    for u, s in zip(unit_ids, spikes, strict=True):
+        if s.size and not np.isfinite(s).all():
+            raise NWBReadError(f"{src.label}: unit {_scalar(u)} has non-finite spike times "
+                               f"({int((~np.isfinite(s)).sum())} of {s.size}); the file may be "
+                               "damaged.")
     empty = [_scalar(u) for u, s in zip(unit_ids, spikes, strict=True) if s.size == 0]
     if empty and not allow_empty_units:
         raise NWBReadError(f"{src.label}: unit(s) {empty} have no spikes; drop them with "
