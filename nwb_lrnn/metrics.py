@@ -6,6 +6,10 @@
 - :func:`hellinger_spectrum`: D_H, the Hellinger distance between smoothed, normalised power
   spectra, averaged over channels.
 - :func:`bits_per_spike`: co-bps of the Neural Latents Benchmark (nlb_tools' definition).
+- :func:`co_bps`, :func:`fp_bps`, :func:`psth_r2`, :func:`velocity_r2`: the Neural Latents
+  Benchmark's metrics under nlb_tools' names.
+- :func:`spike_statistics`, :func:`compare_spike_statistics`: rates, Fano factors, pairwise
+  correlations, population rates and ISIs of recorded vs generated spikes.
 
 All take arrays shaped (time, channels) or (trials, time, channels) (trials are concatenated
 in time for D_stsp, and the spectra are averaged over trials for D_H), and work in chunks so
@@ -15,6 +19,7 @@ that memory stays bounded.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -22,7 +27,9 @@ from scipy.special import gammaln, logsumexp
 
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
 
-__all__ = ["bits_per_spike", "dstsp", "hann_smooth", "hellinger_spectrum", "poisson_nll"]
+__all__ = ["bits_per_spike", "co_bps", "compare_spike_statistics", "dstsp", "fp_bps",
+           "hann_smooth", "hellinger_spectrum", "poisson_nll", "psth_r2", "spike_statistics",
+           "velocity_r2"]
 
 
 def _as_2d(name: str, x) -> np.ndarray:
@@ -221,3 +228,397 @@ def bits_per_spike(rates, spikes) -> float:
     if total == 0:
         raise ValueError("spikes holds no spike: bits per spike is undefined.")
     return (poisson_nll(null, s) - poisson_nll(rates, s)) / total / math.log(2)
+
+
+# ------------------------------------------------------------------------------ NLB metrics
+def _expected_counts(rates, bin_size: float | None) -> np.ndarray:
+    r = np.asarray(rates, dtype=float)
+    if bin_size is None:
+        return r
+    return r * check_float("bin_size", bin_size, min_value=0.0, strict_min=True)
+
+
+def _as_3d_pair(rates, spikes, names=("rates", "spikes")) -> tuple[np.ndarray, np.ndarray]:
+    r = check_array(names[0], rates, ndim=(2, 3), allow_nan=True)
+    s = check_array(names[1], spikes, ndim=(2, 3), allow_nan=True)
+    if r.shape != s.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {r.shape} "
+                         f"and {s.shape}.")
+    return (r[None], s[None]) if r.ndim == 2 else (r, s)
+
+
+def co_bps(rates_heldout, spikes_heldout, *, bin_size: float | None = None) -> float:
+    """co-bps: bits per spike of the held-out neurons (Neural Latents Benchmark).
+
+    The Poisson log-likelihood of the held-out spikes under the predicted rates, minus that
+    under each neuron's own mean rate (the null model, the mean over trials and time of its
+    counts), divided by the total number of held-out spikes and by log 2:
+
+        co-bps = [log L(λ̂) − log L(λ̄)] / (n_spikes · ln 2),
+        log L(λ) = Σ_{trial, t, n} y log λ − λ − log y!
+
+    0 for the mean-rate predictor, > 0 for a better one (the true rates give the largest
+    value on average), unbounded below. Same as :func:`bits_per_spike` (nlb_tools'
+    ``bits_per_spike``), with a check of the shapes.
+
+    Parameters
+    ----------
+    rates_heldout : ndarray, shape (trials, time, heldout_neurons) or (time, neurons)
+        Predicted expected counts per bin (or rates in Hz when ``bin_size`` is given).
+    spikes_heldout : ndarray, same shape
+        Observed held-out spike counts (NaN entries ignored, as in nlb_tools).
+    bin_size : float, optional
+        When given, ``rates_heldout`` are in spikes/s and are multiplied by ``bin_size``.
+
+    Returns
+    -------
+    float (bits per spike)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> lam = rng.uniform(0.05, 1.0, size=(1, 200, 5)).repeat(50, axis=0)
+    >>> y = rng.poisson(lam)
+    >>> co_bps(lam, y) > 0.1
+    True
+    >>> round(co_bps(np.broadcast_to(y.mean((0, 1)), y.shape), y), 12)
+    0.0
+    """
+    r, s = _as_3d_pair(_expected_counts(rates_heldout, bin_size),
+                       spikes_heldout, ("rates_heldout", "spikes_heldout"))
+    return float(bits_per_spike(r, s))
+
+
+def fp_bps(rates_forward, spikes_forward, *, bin_size: float | None = None) -> float:
+    """fp-bps: forward-prediction bits per spike (Neural Latents Benchmark).
+
+    The :func:`co_bps` formula applied to the bins that follow the observed window: the
+    model's predicted rates for those future bins (of all neurons, held-in and held-out, as
+    in nlb_tools) against the spikes recorded there; the null model is each neuron's mean
+    count over these forward bins.
+
+    Parameters
+    ----------
+    rates_forward : ndarray, shape (trials, forward_time, neurons)
+        Predicted expected counts per bin for the forward bins.
+    spikes_forward : ndarray, same shape
+        Observed counts in the forward bins.
+    bin_size : float, optional
+        When given, ``rates_forward`` are in spikes/s.
+
+    Returns
+    -------
+    float (bits per spike)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> lam = rng.uniform(0.05, 1.0, size=(1, 40, 8)).repeat(100, axis=0)
+    >>> fp_bps(lam, rng.poisson(lam)) > 0
+    True
+    """
+    r, s = _as_3d_pair(_expected_counts(rates_forward, bin_size),
+                       spikes_forward, ("rates_forward", "spikes_forward"))
+    return float(bits_per_spike(r, s))
+
+
+def _condition_groups(conditions, n_trials: int) -> list[np.ndarray]:
+    """Trial indices per condition, in sorted order of the condition labels."""
+    if isinstance(conditions, (list, tuple)) and conditions and all(
+            isinstance(c, (list, tuple, np.ndarray)) for c in conditions):
+        groups = [np.asarray(c, dtype=np.int64).ravel() for c in conditions]
+        for g in groups:
+            if g.size and (g.min() < 0 or g.max() >= n_trials):
+                raise ValueError(f"conditions: trial index out of range for {n_trials} "
+                                 "trials.")
+        return [g for g in groups if g.size]
+    labels = np.asarray(conditions)
+    if labels.shape != (n_trials,):
+        raise ValueError(f"conditions must be one label per trial (shape ({n_trials},)) or a "
+                         f"list of trial-index arrays, got shape {labels.shape}.")
+    _, inv = np.unique(labels.astype(str) if labels.dtype == object else labels,
+                       return_inverse=True)
+    return [np.flatnonzero(inv == k) for k in range(inv.max() + 1)]
+
+
+def _r2_per_column(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """R² = 1 − SS_res / SS_tot per column (scikit-learn's convention for constant columns:
+    1 when predicted exactly, else 0)."""
+    ss_res = ((true - pred) ** 2).sum(0)
+    ss_tot = ((true - true.mean(0)) ** 2).sum(0)
+    out = np.ones(true.shape[1])
+    ok = ss_tot > 0
+    out[ok] = 1.0 - ss_res[ok] / ss_tot[ok]
+    out[~ok & (ss_res > 0)] = 0.0
+    return out
+
+
+def psth_r2(rates, spikes, conditions, *, smooth_sd: float | None = None,
+            bin_size: float | None = None, per_neuron: bool = False):
+    """psth R² (Neural Latents Benchmark): how well predicted rates give the condition PSTHs.
+
+    For every condition c, the empirical PSTH is the trial average of the (optionally
+    Gaussian-smoothed) spike counts of the trials in c, and the predicted PSTH the trial
+    average of ``rates`` over the same trials. The PSTHs of all conditions are concatenated
+    in time, giving (n_conditions·time, neurons) arrays P (empirical) and P̂ (predicted); then
+
+        R²_n = 1 − Σ_k (P_kn − P̂_kn)² / Σ_k (P_kn − mean_k P_kn)²,   psth R² = mean_n R²_n
+
+    (scikit-learn's ``r2_score(P, P̂)`` with uniform averaging over neurons, as nlb_tools).
+
+    Parameters
+    ----------
+    rates : ndarray, shape (trials, time, neurons)
+        Predicted expected counts per bin (spikes/s when ``bin_size`` is given).
+    spikes : ndarray, same shape
+        Observed counts.
+    conditions : array-like, shape (trials,), or list of arrays of trial indices
+        The condition label of every trial (any hashable values), or the trials of every
+        condition.
+    smooth_sd : float, optional
+        SD in bins of a Gaussian kernel applied to the spikes along time before averaging
+        (nlb_tools smooths the spikes that define the true PSTH; e.g. 50 ms / bin size).
+    bin_size : float, optional
+        When given, ``rates`` are in spikes/s.
+    per_neuron : bool
+        Return R²_n of every neuron instead of the mean.
+
+    Returns
+    -------
+    float, or ndarray (neurons,)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> cond = np.repeat([0, 1], 20)
+    >>> lam = np.where(cond[:, None, None] == 0, 0.2, 0.8) * np.ones((40, 30, 4))
+    >>> psth_r2(lam, lam, cond)
+    1.0
+    """
+    r, s = _as_3d_pair(_expected_counts(rates, bin_size), spikes)
+    if smooth_sd is not None:
+        sd = check_float("smooth_sd", smooth_sd, min_value=0.0)
+        if sd > 0:
+            s = gaussian_filter1d(s, sd, axis=1, mode="nearest")
+    groups = _condition_groups(conditions, r.shape[0])
+    true = np.concatenate([np.nanmean(s[g], axis=0) for g in groups], axis=0)
+    pred = np.concatenate([np.nanmean(r[g], axis=0) for g in groups], axis=0)
+    r2 = _r2_per_column(true, pred)
+    return r2 if per_neuron else float(r2.mean())
+
+
+def velocity_r2(rates, velocity, *, alpha: float | Sequence[float] = 1.0, cv: int = 5,
+                lag: int = 0, random_state=None) -> float:
+    """vel R² (Neural Latents Benchmark): ridge decoding of hand velocity from rates.
+
+    A ridge regression v_t ≈ W r_{t−lag} + b is fitted on the trials of ``cv − 1`` folds and
+    predicts the held-out fold (folds split by trials, so no trial is in both); R² is computed
+    per velocity dimension on the pooled out-of-fold predictions and averaged over the
+    dimensions (``r2_score`` with uniform averaging, as nlb_tools). nlb_tools fits on the
+    training split and scores the test split; cross-validation does the same within one set.
+
+    Parameters
+    ----------
+    rates : ndarray, shape (trials, time, neurons) or (time, neurons)
+        Predicted rates (or any features: latents, smoothed spikes).
+    velocity : ndarray, shape (trials, time, D) or (trials, time)
+        Behaviour to decode (e.g. hand velocity, D = 2).
+    alpha : float or sequence of floats
+        Ridge penalty; a sequence picks the best value by an inner cross-validation on each
+        training fold (as nlb_tools' grid search).
+    cv : int
+        Number of folds (≤ trials; with a single trial, contiguous blocks of time).
+    lag : int
+        Bins by which the behaviour lags the rates.
+    random_state : int, optional
+        Shuffles the trials before splitting (default: no shuffling).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> r = rng.poisson(2.0, size=(20, 50, 10)).astype(float)
+    >>> v = r @ rng.normal(size=(10, 2))
+    >>> velocity_r2(r, v) > 0.99
+    True
+    """
+    from .analysis.decoding import decode_behavior
+
+    return decode_behavior(rates, velocity, alpha=alpha, cv=cv, lag=lag,
+                           random_state=random_state)["mean_r2"]
+
+
+# ------------------------------------------------------------------------ spike statistics
+def _counts_3d(name: str, counts) -> np.ndarray:
+    c = getattr(counts, "values", counts)
+    arr = check_array(name, c, ndim=(2, 3))
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative spike counts.")
+    return arr[None] if arr.ndim == 2 else arr
+
+
+def _isis(counts: np.ndarray, bin_size: float) -> list[np.ndarray]:
+    """Approximate inter-spike intervals per neuron: the k spikes of a bin are placed evenly
+    inside it, at t_bin + (j + 1/2)/k · Δ; intervals are taken within trials only."""
+    n_trials, _, n_neurons = counts.shape
+    out = []
+    for n in range(n_neurons):
+        parts = []
+        for tr in range(n_trials):
+            k = np.rint(counts[tr, :, n]).astype(np.int64)
+            nz = np.flatnonzero(k)
+            if nz.size == 0:
+                continue
+            kk = k[nz]
+            bins = np.repeat(nz, kk)
+            within = np.concatenate([(np.arange(m) + 0.5) / m for m in kk])
+            times = (bins + within) * bin_size
+            if times.size > 1:
+                parts.append(np.diff(times))
+        out.append(np.concatenate(parts) if parts else np.empty(0))
+    return out
+
+
+def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
+    """Single-neuron and population statistics of binned spike counts (DESIGN §5).
+
+    Parameters
+    ----------
+    counts : ndarray, shape (trials, time, neurons) or (time, neurons), or BinnedData
+        Spike counts per bin.
+    bin_size : float
+        Bin width in seconds.
+    n_hist_bins : int
+        Bins of the population-rate and ISI histograms.
+
+    Returns
+    -------
+    dict with
+        ``mean_rate`` (neurons,)
+            Mean count per bin / bin_size, in spikes/s.
+        ``fano`` (neurons,)
+            Fano factor of the counts per bin, Var(y) / E(y) (NaN for a silent neuron).
+        ``correlation`` (neurons, neurons)
+            Pearson correlation of the counts per bin over trials and time (NaN rows and
+            columns for neurons with constant counts; diagonal 1 otherwise).
+        ``population_rate`` (trials·time,)
+            Σ_n y_n / (neurons · bin_size): mean rate of the population per bin, spikes/s.
+        ``population_rate_hist`` (density (n_hist_bins,), edges (n_hist_bins + 1,))
+            Histogram (density) of ``population_rate``.
+        ``isi`` list of ndarray
+            Approximate ISIs per neuron in s: from binned counts, the k spikes of a bin are
+            placed evenly inside it (at t + (j + ½)/k · Δ), intervals within trials only,
+            so ISIs below one bin are only resolved as Δ/k.
+        ``isi_cv`` (neurons,)
+            Coefficient of variation of each neuron's ISIs (NaN with < 2 ISIs).
+        ``isi_hist`` (density (n_hist_bins,), edges)
+            Histogram (density) of all ISIs pooled, log-spaced edges from Δ/10 to the longest.
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).poisson(0.5, size=(10, 400, 3))
+    >>> st = spike_statistics(y, 0.01)
+    >>> np.round(st["mean_rate"] / 50, 1).tolist(), np.round(st["fano"], 1).tolist()
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    """
+    bin_size = check_float("bin_size", bin_size, min_value=0.0, strict_min=True)
+    n_hist_bins = check_int("n_hist_bins", n_hist_bins, min_value=1)
+    c = _counts_3d("counts", counts)
+    flat = c.reshape(-1, c.shape[-1])
+    mean = flat.mean(0)
+    var = flat.var(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fano = np.where(mean > 0, var / np.where(mean > 0, mean, 1.0), np.nan)
+        sd = np.sqrt(var)
+        z = (flat - mean) / np.where(sd > 0, sd, 1.0)
+        corr = z.T @ z / len(flat)
+    const = sd == 0
+    corr[const, :] = np.nan
+    corr[:, const] = np.nan
+    np.fill_diagonal(corr, np.where(const, np.nan, 1.0))
+    pop = flat.sum(1) / (c.shape[-1] * bin_size)
+    hist = np.histogram(pop, bins=n_hist_bins, density=pop.max() > pop.min())
+    isi = _isis(c, bin_size)
+    isi_cv = np.array([v.std() / v.mean() if v.size > 1 and v.mean() > 0 else np.nan
+                       for v in isi])
+    pooled = np.concatenate(isi) if isi else np.empty(0)
+    if pooled.size:
+        edges = np.geomspace(bin_size / 10, max(pooled.max(), bin_size) * 1.0001,
+                             n_hist_bins + 1)
+        isi_hist = np.histogram(pooled, bins=edges, density=True)
+    else:
+        isi_hist = (np.zeros(n_hist_bins), np.geomspace(bin_size / 10, bin_size,
+                                                        n_hist_bins + 1))
+    return {"mean_rate": mean / bin_size, "fano": fano, "correlation": corr,
+            "population_rate": pop, "population_rate_hist": hist, "isi": isi,
+            "isi_cv": isi_cv, "isi_hist": isi_hist}
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def compare_spike_statistics(data, generated, *, bin_size: float | None = None) -> dict:
+    """Summary numbers comparing the spike statistics of recorded and generated data.
+
+    Parameters
+    ----------
+    data, generated : BinnedData or ndarray, shape (trials, time, neurons)
+        Counts with the same neurons (the number of trials and bins may differ).
+    bin_size : float, optional
+        Required for arrays; default the ``bin_size`` of ``data`` (BinnedData).
+
+    Returns
+    -------
+    dict of float
+        ``rate_correlation``: Pearson r of the neurons' mean rates (data vs generated);
+        ``rate_ratio``: mean generated rate / mean data rate;
+        ``correlation_similarity``: Pearson r of the off-diagonal pairwise correlations;
+        ``fano_ratio``: mean Fano factor of generated / data (1 is a match);
+        ``population_rate_ks``: two-sample Kolmogorov–Smirnov statistic between the
+        population-rate distributions (0 is a match, 1 disjoint);
+        ``isi_cv_ratio``: mean ISI CV of generated / data.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> lam = rng.uniform(0.1, 1.0, size=5)
+    >>> out = compare_spike_statistics(rng.poisson(lam, size=(20, 300, 5)),
+    ...                                rng.poisson(lam, size=(20, 300, 5)), bin_size=0.01)
+    >>> out["rate_correlation"] > 0.95, abs(out["fano_ratio"] - 1) < 0.1
+    (True, True)
+    """
+    from scipy.stats import ks_2samp
+
+    if bin_size is None:
+        bin_size = getattr(data, "bin_size", None)
+        if bin_size is None:
+            raise ValueError("bin_size is required when data is an array (not BinnedData).")
+    a = spike_statistics(data, bin_size)
+    b = spike_statistics(generated, bin_size)
+    if a["mean_rate"].shape != b["mean_rate"].shape:
+        raise ValueError(f"data and generated must have the same neurons, got "
+                         f"{a['mean_rate'].size} and {b['mean_rate'].size}.")
+    iu = np.triu_indices(a["mean_rate"].size, k=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "rate_correlation": _pearson(a["mean_rate"], b["mean_rate"]),
+            "rate_ratio": float(b["mean_rate"].mean() / a["mean_rate"].mean()),
+            "correlation_similarity": _pearson(a["correlation"][iu], b["correlation"][iu]),
+            "fano_ratio": float(np.nanmean(b["fano"]) / np.nanmean(a["fano"])),
+            "population_rate_ks": float(ks_2samp(a["population_rate"],
+                                                 b["population_rate"]).statistic),
+            "isi_cv_ratio": float(np.nanmean(b["isi_cv"]) / np.nanmean(a["isi_cv"])),
+        }
