@@ -706,7 +706,8 @@ def find_fixed_points(model: Any, *, inputs: Any = None, method: str = "auto",
         A constant input u; the fixed points are those of F(z) = a z + V φ(U z + B u − h).
     method : {'auto', 'regions', 'boxes', 'brute', 'newton'}
         See the module docstring. 'auto' takes 'regions' for ReLU, 'regions' for clipped ReLU
-        when the arrangement has at most ``max_regions`` regions and 'boxes' beyond, and
+        when the arrangement has at most ``max_regions`` regions and (regions × N) is at most
+        50 × ``max_regions``, 'boxes' beyond, and
         'newton' (approximate) for smooth φ such as tanh.
     tol : float
         Acceptance: ‖F(z*) − z*‖_∞ ≤ tol · (1 + ‖z*‖_∞). Points closer than about 1000·tol are
@@ -764,7 +765,11 @@ def find_fixed_points(model: Any, *, inputs: Any = None, method: str = "auto",
     if method == "auto":
         if not pl:
             method = "newton"
-        elif _n_regions_exact(net) <= max_regions or _phi_range(net)[1] == math.inf:
+        elif _phi_range(net)[1] == math.inf or (
+                _n_regions_exact(net) <= max_regions
+                and _n_regions_exact(net) * net.N <= 50 * max_regions):
+            # ReLU always; clipped ReLU while listing every region is cheap (it costs about
+            # N·R² per region, branch and bound grows with the number of fixed points)
             method = "regions"
         else:
             method = "boxes"

@@ -114,8 +114,13 @@ def _session_from_source(prov: dict):
             subject = None
             if nwb.subject is not None:
                 s = nwb.subject
-                subject = Subject(subject_id=s.subject_id, species=s.species, sex=s.sex,
-                                  age=s.age, description=s.description)
+                # empty fields are not copied: unknown sex is "U" and an unknown age the open
+                # range "P0D/" (0 days or older), as the NWB best practices ask
+                subject = Subject(subject_id=s.subject_id,
+                                  species=s.species or None, sex=s.sex or "U",
+                                  age=s.age or (None if s.date_of_birth else "P0D/"),
+                                  date_of_birth=s.date_of_birth,
+                                  description=s.description or None)
             return nwb.session_start_time, subject
     except Exception as err:  # a best effort: the fit is still written
         logger.warning("could not copy session metadata from %s: %s", src, err)
