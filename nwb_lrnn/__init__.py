@@ -19,7 +19,7 @@ _IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to
              "write_nwb", "read_fit")
 
 __all__ = ["BinnedData", "FitDivergedError", "FixedPoints", "LowRankRNN", "NotFittedError",
-           "__version__", "find_cycles", "find_fixed_points", *_IO_NAMES]
+           "__version__", "find_cycles", "find_fixed_points", "sweep", *_IO_NAMES]
 
 
 def __getattr__(name: str):
@@ -27,4 +27,8 @@ def __getattr__(name: str):
         from . import io
 
         return getattr(io, name)
+    if name == "sweep":  # the module is callable: nwb_lrnn.sweep(...) runs sweep.sweep(...)
+        import importlib
+
+        return importlib.import_module(".sweep", __name__)
     raise AttributeError(f"module 'nwb_lrnn' has no attribute {name!r}")

@@ -56,6 +56,23 @@ _MAX_LISTED = 10  # channels listed by name in error messages
 # --------------------------------------------------------------------------------------
 # private helpers
 # --------------------------------------------------------------------------------------
+def _clean_starts(values: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trial and start indices of the windows of ``length`` bins holding no NaN.
+
+    values : ndarray, shape (trials, time, channels) -> two int64 arrays of the same length
+    """
+    bad = ~np.isfinite(values).all(axis=2)  # (trials, time)
+    n_trials, n_time = bad.shape
+    n_starts = n_time - length + 1
+    if n_starts <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    cs = np.concatenate([np.zeros((n_trials, 1), dtype=np.int64),
+                         np.cumsum(bad, axis=1)], axis=1)
+    n_bad = cs[:, length:length + n_starts] - cs[:, :n_starts]
+    trial, start = np.nonzero(n_bad == 0)
+    return trial.astype(np.int64), start.astype(np.int64)
+
+
 def _first_index(mask: np.ndarray) -> tuple[int, ...]:
     """Index (as a tuple of ints) of the first True entry of ``mask``."""
     flat = int(np.flatnonzero(mask)[0])
@@ -254,6 +271,12 @@ class BinnedData:
         if 0 in arr.shape:
             raise ValueError("values must have at least one trial, one time bin and one "
                              f"channel, got shape {arr.shape}.")
+        if arr.dtype != np.float32 and arr.size and np.issubdtype(arr.dtype, np.number):
+            big = np.abs(arr[np.isfinite(arr)]) > np.finfo(np.float32).max
+            if big.any():
+                raise ValueError(f"values holds {int(big.sum())} finite value(s) beyond the "
+                                 "float32 range (|x| > 3.4e38), which the model stores "
+                                 "values in.")
         return arr.astype(np.float32, copy=False)
 
     def _check_values_content(self) -> None:
@@ -608,7 +631,8 @@ class BinnedData:
 
     # ---------------------------------------------------------------- time cuts
     def windows(self, length: int, *, n_windows: int | None = None, step: int | None = None,
-                random_state: int | np.random.Generator | None = None) -> BinnedData:
+                random_state: int | np.random.Generator | None = None,
+                skip_nan: bool = False) -> BinnedData:
         """Cut windows of ``length`` bins out of the trials.
 
         Useful to train on one long recording (e.g. EEG) as many shorter sequences.
@@ -626,6 +650,10 @@ class BinnedData:
             Each trial gives ``(n_time - length) // step + 1`` windows.
         random_state : None, int or numpy.random.Generator
             Seed for the random windows.
+        skip_nan : bool
+            Leave out the windows that overlap NaN values (e.g. BAD_ annotated segments of
+            an MNE recording): regular windows holding NaN are dropped, random windows are
+            drawn among the clean ones only.
 
         Returns
         -------
@@ -649,6 +677,12 @@ class BinnedData:
             raise ValueError(f"length={length} is longer than the trials: it must be <= "
                              f"n_time={self.n_time}.")
         n_starts = self.n_time - length + 1
+        clean = None
+        if skip_nan and self.nan_mask is not None:
+            clean = _clean_starts(self.values, length)
+            if len(clean[0]) == 0:
+                raise ValueError(f"no window of {length} bins is free of NaN values; use "
+                                 f"shorter windows or drop the bad segments.")
         if n_windows is not None:
             if step is not None:
                 raise ValueError(f"Pass either n_windows (random windows) or step (regular "
@@ -656,8 +690,12 @@ class BinnedData:
                                  f"step={step!r}.")
             n_windows = check_int("n_windows", n_windows, min_value=1)
             rng = check_random_state(random_state)
-            flat = rng.integers(0, self.n_trials * n_starts, size=n_windows)
-            trial_idx, start_idx = np.divmod(flat, n_starts)
+            if clean is None:
+                flat = rng.integers(0, self.n_trials * n_starts, size=n_windows)
+                trial_idx, start_idx = np.divmod(flat, n_starts)
+            else:
+                pick = rng.integers(0, len(clean[0]), size=n_windows)
+                trial_idx, start_idx = clean[0][pick], clean[1][pick]
         else:
             step = check_int("step", step, min_value=1, allow_none=True)
             if step is None:
@@ -665,6 +703,14 @@ class BinnedData:
             starts = np.arange(0, n_starts, step)
             trial_idx = np.repeat(np.arange(self.n_trials), len(starts))
             start_idx = np.tile(starts, self.n_trials)
+            if clean is not None:
+                ok = np.zeros((self.n_trials, n_starts), dtype=bool)
+                ok[clean] = True
+                keep = ok[trial_idx, start_idx]
+                if not keep.any():
+                    raise ValueError(f"every window of {length} bins (step {step}) overlaps "
+                                     f"NaN values; use a smaller step or shorter windows.")
+                trial_idx, start_idx = trial_idx[keep], start_idx[keep]
         time_idx = start_idx[:, None] + np.arange(length)[None, :]
         values = self.values[trial_idx[:, None], time_idx]
         inputs = None if self.inputs is None else self.inputs[trial_idx[:, None], time_idx]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
-from .data import BinnedData
+from .data import BinnedData, _clean_starts
 from .inference.proposals import PROPOSALS, make_proposal
 from .inference.resampling import get_resampler
 from .inference.smc import particle_filter
@@ -58,6 +58,57 @@ def _seed_from(random_state: Any) -> int:
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         return int(random_state)
     return int(check_random_state(random_state).integers(2**62))
+
+
+def _is_mne(obj: Any) -> bool:
+    return hasattr(obj, "info") and hasattr(obj, "get_data")
+
+
+def _clean_window_pool(data: BinnedData, window: int) -> np.ndarray:
+    """The (trial, start) pairs of the windows of ``window`` bins that hold no NaN.
+
+    Parameters
+    ----------
+    data : BinnedData, values of shape (trials, time, channels)
+    window : int
+
+    Returns
+    -------
+    ndarray of int64, shape (n_windows, 2)
+        Columns: trial index, start bin. Empty (0, 2) when no window is clean.
+
+    Examples
+    --------
+    >>> v = np.zeros((1, 6, 1)); v[0, 2] = np.nan
+    >>> d = BinnedData(v, 1.0, "continuous", nan_policy="allow")
+    >>> _clean_window_pool(d, 2).tolist()
+    [[0, 0], [0, 3], [0, 4]]
+    """
+    trial, start = _clean_starts(data.values, window)
+    return np.stack([trial, start], axis=1)
+
+
+def _longest_clean_run(data: BinnedData) -> int:
+    """Longest stretch of bins without NaN in any trial."""
+    best = 0
+    for row in np.isfinite(data.values).all(axis=2):
+        run = 0
+        for ok in row:
+            run = run + 1 if ok else 0
+            best = max(best, run)
+    return best
+
+
+def _apply_zscore(data: BinnedData, zscore: dict) -> BinnedData:
+    """Z-score ``data`` (in the channels' units) with given per-channel means and SDs."""
+    mean = np.asarray(zscore["mean"], dtype=np.float64)
+    std = np.asarray(zscore["std"], dtype=np.float64)
+    if mean.shape != (data.n_channels,):
+        raise ValueError(f"the fit z-scored {mean.size} channels but the data have "
+                         f"{data.n_channels}.")
+    prov = dict(data.provenance)
+    prov["zscore"] = {"mean": mean.tolist(), "std": std.tolist()}
+    return data.replace(values=(data.values - mean) / std, provenance=prov)
 
 
 class LowRankRNN:
@@ -263,17 +314,33 @@ class LowRankRNN:
         check_int("encoder_hidden", self.encoder_hidden, min_value=1)
         return mcfg, tcfg, prop
 
-    def _as_data(self, data: Any, name: str = "data") -> BinnedData:
+    def _as_data(self, data: Any, name: str = "data", *, picks: Any = None,
+                 verbose: Any = None, fitting: bool = False) -> BinnedData:
+        if picks is not None and not _is_mne(data):
+            raise ValueError(f"picks={picks!r} applies to MNE Raw/Epochs input only, but {name} "
+                             f"is a {type(data).__name__}; select the channels before "
+                             "(e.g. an array's last axis).")
         if isinstance(data, BinnedData):
             return data
-        if hasattr(data, "info") and hasattr(data, "get_data"):
+        if _is_mne(data):
             try:
                 from .io import from_mne  # available once the MNE reader lands
             except ImportError:
                 raise TypeError(f"{name} is an MNE object, but the MNE reader is not "
                                 "available in this version; convert it with "
                                 "BinnedData.from_array(inst.get_data().T, 1/sfreq).") from None
-            return from_mne(data)
+            kw: dict[str, Any] = {} if verbose is None else {"verbose": verbose}
+            fitted_mne = (not fitting and self._is_fitted()
+                          and getattr(self, "info_", None) is not None)
+            if fitted_mne and picks is None:
+                picks = list(self.channel_names_)  # the channels the model was fitted on
+            if picks is not None:
+                kw["picks"] = picks
+            zs = getattr(self, "zscore_", None) if fitted_mne else None
+            if zs is not None:
+                # the fit's z-scoring, not the new recording's own
+                return _apply_zscore(from_mne(data, zscore=False, **kw), zs)
+            return from_mne(data, **kw)
         if isinstance(data, (np.ndarray, torch.Tensor, list)):
             arr = check_array(name, data, ndim=(2, 3))
             if self._is_fitted():
@@ -298,7 +365,8 @@ class LowRankRNN:
                              "data (drop or interpolate the bad segments first).")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, data: BinnedData | np.ndarray, *, validation_data: BinnedData | None = None,
+    def fit(self, data: BinnedData | np.ndarray, *, picks: Any = None,
+            validation_data: BinnedData | None = None,
             verbose: bool | None = None) -> LowRankRNN:
         """Fit the model by maximising the VSMC bound.
 
@@ -306,28 +374,50 @@ class LowRankRNN:
         ----------
         data : BinnedData | ndarray, shape (trials, time, channels) | mne.io.Raw | mne.Epochs
             Training data. A plain array is taken as continuous unless it holds only
-            non-negative integers (then counts), with a bin size of 1.
+            non-negative integers (then counts), with a bin size of 1. An MNE object is
+            read with :func:`nwb_lrnn.io.from_mne` (z-scored per channel; samples inside
+            ``BAD_`` annotations become NaN). NaN bins are allowed only with ``window``:
+            training windows that overlap them are skipped.
+        picks : str | list | slice | None
+            MNE input only: the channels, with MNE's meaning (default: EEG channels).
         validation_data : BinnedData, optional
             Held-out sequences whose bound is tracked per epoch (overrides
             ``validation_fraction``).
         verbose : bool, optional
-            Overrides the ``verbose`` given at construction.
+            Overrides the ``verbose`` given at construction (and sets MNE's log level while
+            reading MNE input).
 
         Returns
         -------
         self : LowRankRNN
+            With, besides the model, ``info_`` (a copy of the MNE ``Info`` restricted to the
+            picked channels; None for non-MNE input), ``sfreq_`` (1 / bin size), ``zscore_``
+            (the per-channel means and SDs used to z-score, or None) and ``window_starts_``
+            ((n, 2) array of the (trial, start) pairs training windows were drawn from when
+            the data hold NaN, else None).
 
         Raises
         ------
         ValueError, TypeError
-            Invalid settings or data (the message names the parameter).
+            Invalid settings or data (the message names the parameter): ``picks`` with
+            non-MNE input or selecting no channel, NaN without ``window``, no window of
+            ``window`` bins free of NaN.
         FitDivergedError
             The bound became non-finite (the last good parameters are kept in ``model_``).
+
+        Examples
+        --------
+        >>> raw = mne.io.read_raw_edf("S001R01.edf", preload=True)  # doctest: +SKIP
+        >>> est = LowRankRNN(rank=3, n_units=512, window=50).fit(raw, picks="eeg")  # doctest: +SKIP
+        >>> est.info_.ch_names[:2], est.sfreq_  # doctest: +SKIP
+        (['Fc5.', 'Fc3.'], 160.0)
         """
-        data = self._as_data(data)
-        if data.nan_mask is not None:
-            raise ValueError("data contains NaN values; the particle filter needs complete "
-                             "data (drop or interpolate the bad segments first).")
+        source = data
+        data = self._as_data(data, picks=picks, verbose=verbose, fitting=True)
+        if data.nan_mask is not None and self.window is None:
+            raise ValueError("data contains NaN values (e.g. segments inside BAD_ "
+                             "annotations); set window=... so that training uses only the "
+                             "windows that avoid them, or drop/interpolate the bad segments.")
         mcfg, tcfg, prop_name = self._validated_settings(data)
         verbose = self.verbose if verbose is None else bool(verbose)
         device = _resolve_device(self.device)
@@ -347,9 +437,28 @@ class LowRankRNN:
         if tcfg.window is not None and tcfg.window > train_data.n_time:
             raise ValueError(f"window ({tcfg.window}) must be <= the number of time bins of the "
                              f"training data ({train_data.n_time}).")
+        if val_data is not None and val_data.nan_mask is not None:
+            raise ValueError("validation data contain NaN values (e.g. BAD_ annotated "
+                             "segments); the bound of a validation sequence needs complete "
+                             "data. Pass clean validation_data or validation_fraction=0.")
+        pool = None
+        init_data = train_data
+        if train_data.nan_mask is not None:
+            pool = _clean_window_pool(train_data, tcfg.window)
+            if len(pool) == 0:
+                raise ValueError(
+                    f"no window of {tcfg.window} bins is free of NaN (BAD_ annotated) "
+                    f"samples: the longest clean stretch has {_longest_clean_run(train_data)} "
+                    f"bins. Use a shorter window or fewer bad segments.")
+            n_starts = train_data.n_trials * (train_data.n_time - tcfg.window + 1)
+            logger.info("data hold NaN: training on the %d of %d windows of %d bins that "
+                        "avoid them", len(pool), n_starts, tcfg.window)
+            good = np.isfinite(train_data.values).all(axis=2)
+            init_data = BinnedData(train_data.values[good][None], train_data.bin_size,
+                                   train_data.kind)
 
         model = LowRankRNNModel(mcfg, generator=init_gen)
-        self._init_from_data(model, train_data)
+        self._init_from_data(model, init_data)
         proposal = make_proposal(prop_name, model, generator=init_gen,
                                  kernel_size=self.encoder_kernel, hidden=self.encoder_hidden,
                                  causal=bool(self.encoder_causal),
@@ -358,6 +467,8 @@ class LowRankRNN:
         model.to(device)
         proposal.to(device)
         y, u = train_data.astensor(device=device)
+        if pool is not None:
+            y = torch.nan_to_num(y)  # never inside a training window; keeps tensors finite
         y_val = u_val = None
         if val_data is not None:
             y_val, u_val = val_data.astensor(device=device)
@@ -373,11 +484,33 @@ class LowRankRNN:
         self.channel_names_ = list(data.channel_names)
         self.random_seed_ = seed
         self.device_ = device
+        self.info_ = self._picked_info(source, self.channel_names_)
+        zs = data.provenance.get("zscore") if isinstance(data.provenance, dict) else None
+        self.zscore_ = None if zs is None else {"mean": list(zs["mean"]),
+                                                "std": list(zs["std"])}
+        self.window_starts_ = pool
         self.history_ = TrainHistory()
         logger.info("fitting %s on %s", self, data)
         self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
-                              inputs_val=u_val, verbose=verbose)
+                              inputs_val=u_val, verbose=bool(verbose),
+                              window_pool=None if pool is None else torch.as_tensor(pool))
         return self
+
+    @staticmethod
+    def _picked_info(source: Any, ch_names: list[str]) -> Any:
+        """A copy of an MNE object's Info restricted to ``ch_names`` (None for other input)."""
+        if not _is_mne(source):
+            return None
+        import mne
+
+        idx = [source.info.ch_names.index(n) for n in ch_names]
+        return mne.pick_info(source.info, idx, copy=True, verbose=False)
+
+    @property
+    def sfreq_(self) -> float:
+        """Sampling rate of the fitted data in Hz (1 / bin size)."""
+        self._check_fitted("sfreq_")
+        return 1.0 / self.bin_size_
 
     @torch.no_grad()
     def _init_from_data(self, model: LowRankRNNModel, data: BinnedData) -> None:
@@ -440,14 +573,19 @@ class LowRankRNN:
         return out
 
     @torch.no_grad()
-    def transform(self, data: BinnedData | np.ndarray, *, return_std: bool = False,
-                  smoothed: bool = True, n_particles: int | None = None,
-                  random_state: Any = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def transform(self, data: BinnedData | np.ndarray, *, picks: Any = None,
+                  return_std: bool = False, smoothed: bool = True,
+                  n_particles: int | None = None, random_state: Any = None,
+                  return_raw: bool = False, verbose: Any = None) -> Any:
         """Posterior latents of ``data``.
 
         Parameters
         ----------
-        data : BinnedData | ndarray, shape (trials, time, channels)
+        data : BinnedData | ndarray, shape (trials, time, channels) | mne.io.Raw | mne.Epochs
+            MNE input is read with the fit's channels (unless ``picks`` is given) and, when the
+            model was fitted on MNE data, z-scored with the fit's means and SDs.
+        picks : str | list | slice | None
+            MNE input only: the channels (default: those of the fit).
         return_std : bool
             Also return the posterior SD over particles.
         smoothed : bool
@@ -457,15 +595,29 @@ class LowRankRNN:
             Particles for this call (default: as in training).
         random_state : int, optional
             Seed of the filter (default: the fit's seed, so repeated calls agree).
+        return_raw : bool
+            Return the latents as an ``mne.io.RawArray`` (one trial only) of ``rank`` 'misc'
+            channels named ``latent_0``, ``latent_1``..., at the data's sampling rate, with
+            its ``meas_date`` and ``first_samp``.
+        verbose : bool | str | int | None
+            MNE verbosity while reading MNE input.
 
         Returns
         -------
-        mean : ndarray, shape (trials, time, rank)
-        std : ndarray, shape (trials, time, rank), only if ``return_std``
+        mean : ndarray, shape (trials, time, rank) | mne.io.RawArray (rank channels)
+        std : same type as ``mean``, only if ``return_std``
+
+        Examples
+        --------
+        >>> est.transform(raw, return_raw=True).ch_names  # doctest: +SKIP
+        ['latent_0', 'latent_1', 'latent_2']
         """
         self._check_fitted("transform")
-        data = self._as_data(data)
+        data = self._as_data(data, picks=picks, verbose=verbose)
         self._check_compatible(data)
+        if return_raw and data.n_trials != 1:
+            raise ValueError(f"return_raw=True gives one continuous RawArray, but the data have "
+                             f"{data.n_trials} trials (epochs); use return_raw=False.")
         means, stds = [], []
         for res in self._filter(data, n_particles, random_state, return_particles=True):
             if smoothed:
@@ -475,25 +627,53 @@ class LowRankRNN:
             means.append(mu.cpu().numpy())
             stds.append(sd.cpu().numpy())
         mean = np.concatenate(means)
+        if return_raw:
+            mean_raw = self._latents_raw(mean[0], data)
+            return (mean_raw, self._latents_raw(np.concatenate(stds)[0], data)) \
+                if return_std else mean_raw
         return (mean, np.concatenate(stds)) if return_std else mean
 
+    @staticmethod
+    def _latents_raw(latents: np.ndarray, data: BinnedData) -> Any:
+        """(time, rank) latents as an mne RawArray of 'misc' channels latent_0, ..."""
+        import datetime
+
+        from .io.mne import _import_mne
+
+        mne = _import_mne()
+        sfreq = 1.0 / data.bin_size
+        names = [f"latent_{r}" for r in range(latents.shape[1])]
+        info = mne.create_info(names, sfreq, "misc")
+        first_samp = round(float(data.start_times[0]) * sfreq)
+        raw = mne.io.RawArray(latents.T.astype(np.float64), info, first_samp=first_samp,
+                              verbose=False)
+        date = data.provenance.get("meas_date") if isinstance(data.provenance, dict) else None
+        if date:
+            raw.set_meas_date(datetime.datetime.fromisoformat(date))
+        return raw
+
     @torch.no_grad()
-    def score(self, data: BinnedData | np.ndarray, *, n_particles: int | None = None,
-              random_state: Any = None) -> float:
+    def score(self, data: BinnedData | np.ndarray, *, picks: Any = None,
+              n_particles: int | None = None, random_state: Any = None,
+              verbose: Any = None) -> float:
         """The SMC bound log p̂(y) per time step, averaged over trials (higher is better).
 
         Parameters
         ----------
-        data : BinnedData | ndarray, shape (trials, time, channels)
+        data : BinnedData | ndarray, shape (trials, time, channels) | mne.io.Raw | mne.Epochs
+        picks : str | list | slice | None
+            MNE input only: the channels (default: those of the fit).
         n_particles : int, optional
         random_state : int, optional
+        verbose : bool | str | int | None
+            MNE verbosity while reading MNE input.
 
         Returns
         -------
         float
         """
         self._check_fitted("score")
-        data = self._as_data(data)
+        data = self._as_data(data, picks=picks, verbose=verbose)
         self._check_compatible(data)
         res = self._filter(data, n_particles, random_state, return_particles=False)
         total = sum(float(r.log_marginal.sum()) for r in res)
@@ -555,6 +735,78 @@ class LowRankRNN:
                          provenance={"generated_by": "nwb_lrnn.LowRankRNN.sample",
                                      "burn_in": burn_in})
         return (out, z.cpu().numpy()) if return_latents else out
+
+    def sample_raw(self, n_times: int = 1000, *, sfreq: float | None = None,
+                   random_state: Any = None, burn_in: int = 0, info: Any = None,
+                   scale: bool | None = None, verbose: Any = None) -> Any:
+        """Generate one continuous recording as an ``mne.io.RawArray``.
+
+        Parameters
+        ----------
+        n_times : int
+            Samples to generate.
+        sfreq : float, optional
+            Requested sampling rate; it must equal the fit's (one latent step is one sample),
+            so it only guards against mixing up rates. Default: the fit's ``sfreq_``.
+        random_state : int | Generator | None
+            Same value, same output.
+        burn_in : int
+            Steps simulated first and dropped (stationary samples).
+        info : mne.Info, optional
+            Measurement info of the result (copied). Default: ``info_`` of a fit on MNE data
+            (channel names, types, montage, meas_date), else a new Info with the fit's
+            channel names ('eeg' channels when the fit data were z-scored by the MNE reader,
+            else 'misc').
+        scale : bool | None
+            Undo the fit's z-scoring (back to volts); None: when the fit recorded it
+            (see :func:`nwb_lrnn.io.to_mne`).
+        verbose : bool | str | int | None
+            MNE verbosity.
+
+        Returns
+        -------
+        raw : mne.io.RawArray
+            Data of shape (n_channels, n_times) at the fit's sampling rate.
+
+        Raises
+        ------
+        ValueError
+            ``sfreq`` (or ``info['sfreq']``) differs from the fit's sampling rate.
+
+        Examples
+        --------
+        >>> gen = est.sample_raw(9640, random_state=0)  # doctest: +SKIP
+        >>> gen.ch_names == est.info_.ch_names, gen.info["sfreq"] == est.sfreq_  # doctest: +SKIP
+        (True, True)
+        """
+        from .io.mne import _import_mne, to_mne
+
+        self._check_fitted("sample_raw")
+        mne = _import_mne()
+        fit_sfreq = self.sfreq_
+        if sfreq is not None:
+            sfreq = check_float("sfreq", sfreq, min_value=0.0, strict_min=True)
+            if not np.isclose(sfreq, fit_sfreq, rtol=1e-6, atol=0.0):
+                raise ValueError(
+                    f"sfreq={sfreq:g} Hz differs from the sampling rate the model was fitted "
+                    f"at ({fit_sfreq:g} Hz): one latent step is one sample at {fit_sfreq:g} "
+                    f"Hz. Generate at {fit_sfreq:g} Hz and resample the result "
+                    f"(raw.resample({sfreq:g})).")
+        zs = getattr(self, "zscore_", None)
+        if info is None:
+            info = getattr(self, "info_", None)
+            if info is None:
+                info = mne.create_info(list(self.channel_names_), fit_sfreq,
+                                       "eeg" if zs is not None else "misc")
+        elif not isinstance(info, mne.Info):
+            raise TypeError(f"info must be an mne.Info, got {type(info).__name__}.")
+        elif not np.isclose(float(info["sfreq"]), fit_sfreq, rtol=1e-6, atol=0.0):
+            raise ValueError(f"info['sfreq'] = {float(info['sfreq']):g} Hz differs from the "
+                             f"sampling rate the model was fitted at ({fit_sfreq:g} Hz).")
+        data = self.sample(1, n_times, burn_in=burn_in, random_state=random_state)
+        if zs is not None:
+            data = data.replace(provenance={**data.provenance, "zscore": zs})
+        return to_mne(data, info, scale=scale, verbose=verbose)
 
     # ------------------------------------------------------------------ parameters
     @property

@@ -107,9 +107,19 @@ class TrainHistory:
         return dataclasses.asdict(self)
 
 
-def _batches(n_seq: int, n_time: int, cfg: TrainConfig, generator: torch.Generator):
-    """Yield (sequence indices, start) for one epoch."""
+def _batches(n_seq: int, n_time: int, cfg: TrainConfig, generator: torch.Generator,
+             window_pool: torch.Tensor | None = None):
+    """Yield (sequence indices, start) for one epoch.
+
+    ``window_pool`` (n_windows, 2) of (sequence, start) pairs restricts the random windows to
+    those pairs (for instance the windows that avoid NaN segments).
+    """
     steps = cfg.steps_per_epoch or max(1, math.ceil(n_seq / cfg.batch_size))
+    if window_pool is not None:
+        for _ in range(steps):
+            j = torch.randint(len(window_pool), (cfg.batch_size,), generator=generator)
+            yield window_pool[j, 0], window_pool[j, 1]
+        return
     perm = torch.randperm(n_seq, generator=generator)
     for s in range(steps):
         if cfg.steps_per_epoch is None:
@@ -161,7 +171,7 @@ def _progress(total: int, verbose: bool):
 def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           inputs: torch.Tensor | None, cfg: TrainConfig, *, generator: torch.Generator,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
-          verbose: bool = True) -> TrainHistory:
+          verbose: bool = True, window_pool: torch.Tensor | None = None) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
 
     Parameters
@@ -178,6 +188,9 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         Validation sequences; their bound is recorded each epoch and drives early stopping.
     verbose : bool
         Show a progress bar (only on a terminal).
+    window_pool : LongTensor, shape (n_windows, 2), optional
+        With ``cfg.window``: the (sequence, start) pairs that training windows are drawn from
+        (uniformly, with replacement); None: every start of every sequence.
 
     Returns
     -------
@@ -196,6 +209,12 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     if cfg.window is not None and cfg.window > n_time:
         raise ValueError(f"window ({cfg.window}) must be <= the number of time bins per "
                          f"sequence ({n_time}).")
+    if window_pool is not None:
+        if cfg.window is None:
+            raise ValueError("window_pool needs cfg.window (random windows).")
+        if len(window_pool) == 0:
+            raise ValueError("window_pool is empty: there is no window to train on.")
+        window_pool = torch.as_tensor(window_pool, dtype=torch.long).cpu()
     params = list(model.parameters()) + [p for p in proposal.parameters()
                                          if all(p is not q for q in model.parameters())]
     opt = _adam(params, cfg.learning_rate)
@@ -210,7 +229,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     try:
         for epoch in range(cfg.max_epochs):
             ep_total, ep_count = 0.0, 0
-            for idx, starts in _batches(n_seq, n_time, cfg, generator):
+            for idx, starts in _batches(n_seq, n_time, cfg, generator, window_pool):
                 yb = _take(y, idx, starts, cfg.window)
                 ub = _take(inputs, idx, starts, cfg.window)
                 try:

@@ -1,0 +1,914 @@
+"""Hyperparameter sweeps, seeds and whole dandisets as Ray Tune trials (DESIGN §7).
+
+Every trial fits a :class:`~nwb_lrnn.LowRankRNN` on a training split, scores it on a validation
+split, writes the fit as ``out_dir/trial_<id>.nwb`` and reports the score to Ray Tune. Training
+runs in chunks of epochs; after each chunk the parameters are saved as a Tune checkpoint
+(``state.npz`` + ``fit.json``, no pickle), so a trial whose worker dies resumes where it stopped.
+
+Ray is optional: it is imported inside the functions that need it
+(``pip install 'nwb-lrnn[ray]'``); ``backend="serial"`` runs the same trials one after another
+in this process without Ray.
+
+Examples
+--------
+>>> from nwb_lrnn.sweep import sweep
+>>> res = sweep(data, search_space={"rank": [1, 2, 3], "random_state": [0, 1]},
+...             fixed_params={"n_units": 64, "max_epochs": 100},
+...             metric="val_bound", out_dir="sweep_out")            # doctest: +SKIP
+>>> res.table[["rank", "random_state", "val_bound", "nwb_path"]]    # doctest: +SKIP
+>>> est = res.best_estimator()                                      # doctest: +SKIP
+
+The module itself is callable, so ``nwb_lrnn.sweep(...)`` (DESIGN §8) is :func:`sweep` whether
+``nwb_lrnn.sweep`` resolves to this module or to the function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import BinnedData
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METRICS", "SweepResult", "run_trial", "sweep", "sweep_from_config",
+           "sweep_sessions"]
+
+METRICS = ("val_bound", "dstsp", "co_bps")
+_DEFAULT_MODE = {"val_bound": "max", "dstsp": "min", "co_bps": "max"}
+_RAY_HINT = "Ray is needed for sweeps on Ray: pip install 'nwb-lrnn[ray]'"
+_STATE_FILE = "state.npz"
+_META_FILE = "fit.json"
+#: columns of :attr:`SweepResult.table` besides the parameters
+_BOOK_COLUMNS = ("trial_id", "session", "status", "nwb_path", "seconds", "epochs",
+                 "start_epoch", "restored", "error")
+_EEG_SUFFIXES = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".gdf", ".cnt")
+
+
+def _import_ray():
+    try:
+        import ray
+        from ray import tune
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{_RAY_HINT} ({err})") from None
+    return ray, tune
+
+
+# ---------------------------------------------------------------------------- sources
+def _session_name(src: Any, i: int) -> str:
+    if isinstance(src, Mapping):
+        for key in ("name", "asset", "path", "url"):
+            if src.get(key):
+                return str(src[key])
+        return f"session_{i}"
+    if isinstance(src, BinnedData):
+        return f"session_{i}"
+    return str(src)
+
+
+def _normalize_sources(data_or_sources: Any) -> dict[str, Any]:
+    """``{name: BinnedData | source spec}`` from the accepted inputs of :func:`sweep`."""
+    if isinstance(data_or_sources, BinnedData):
+        return {"data": data_or_sources}
+    if isinstance(data_or_sources, (str, os.PathLike)):
+        return {str(data_or_sources): str(data_or_sources)}
+    if isinstance(data_or_sources, Mapping):
+        if not data_or_sources:
+            raise ValueError("data_or_sources is an empty dict: give at least one session.")
+        if any(k in data_or_sources for k in ("path", "url", "dandiset")):
+            return {_session_name(data_or_sources, 0): dict(data_or_sources)}
+        out = {}
+        for name, src in data_or_sources.items():
+            out[str(name)] = _check_source(src, str(name))
+        return out
+    if isinstance(data_or_sources, Sequence):
+        if len(data_or_sources) == 0:
+            raise ValueError("data_or_sources is an empty list: give at least one source.")
+        out = {}
+        for i, src in enumerate(data_or_sources):
+            name = _session_name(src, i)
+            if name in out:
+                name = f"{name}#{i}"
+            out[name] = _check_source(src, name)
+        return out
+    raise TypeError("data_or_sources must be a BinnedData, a dict name -> BinnedData/source, "
+                    "or a list of sources (NWB paths, URLs or dicts such as {'dandiset': "
+                    f"'000128', 'asset': 'sub-*/...nwb'}}); got {type(data_or_sources).__name__}.")
+
+
+def _check_source(src: Any, name: str) -> Any:
+    if isinstance(src, BinnedData):
+        return src
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, Mapping):
+        if not any(k in src for k in ("path", "url", "dandiset")):
+            raise ValueError(f"source {name!r} is a dict without 'path', 'url' or 'dandiset': "
+                             f"{dict(src)!r}.")
+        return dict(src)
+    raise TypeError(f"source {name!r} must be a BinnedData, a path/URL or a dict; got "
+                    f"{type(src).__name__}.")
+
+
+def load_source(src: Any, read_kwargs: Mapping[str, Any] | None = None) -> BinnedData:
+    """Read one sweep source into :class:`~nwb_lrnn.BinnedData` (inside the trial's worker).
+
+    Parameters
+    ----------
+    src : BinnedData | str | dict
+        A ``BinnedData`` (returned as is); a local NWB path or an NWB URL (read with
+        :func:`~nwb_lrnn.io.read_nwb`); an EEG file MNE reads (``.edf``, ``.bdf``, ``.fif``,
+        ``.vhdr``, ``.set``; read with ``mne.io.read_raw`` and
+        :func:`~nwb_lrnn.io.from_mne`); ``"DANDI:000128[/version]"``; or a dict
+        ``{"dandiset": ..., "asset": ..., "version": ..., **reader kwargs}``,
+        ``{"path": ..., **reader kwargs}`` or ``{"url": ..., **reader kwargs}``.
+    read_kwargs : dict, optional
+        Reader keyword arguments shared by all sources (e.g. ``{"bin_size": 0.02}``); a dict
+        source's own keys win.
+
+    Returns
+    -------
+    BinnedData
+    """
+    if isinstance(src, BinnedData):
+        return src
+    kw = dict(read_kwargs or {})
+    if isinstance(src, Mapping):
+        kw.update({k: v for k, v in src.items() if k not in ("path", "url", "name")})
+        target = src.get("path") or src.get("url")
+    else:
+        target = str(src)
+    from . import io
+
+    if isinstance(src, Mapping) and "dandiset" in src:
+        dandiset = kw.pop("dandiset")
+        _need_bin_size(kw, dandiset)
+        out = io.read_dandi(dandiset, **kw)
+    elif target.upper().startswith("DANDI:"):
+        _need_bin_size(kw, target)
+        out = io.read_dandi(target, **kw)
+    elif target.lower().endswith(_EEG_SUFFIXES):
+        import mne
+
+        kw.pop("bin_size", None)
+        raw = mne.io.read_raw(target, preload=True, verbose="error")
+        out = io.from_mne(raw, **kw)
+    else:
+        _need_bin_size(kw, target)
+        out = io.read_nwb(target, **kw)
+    if isinstance(out, list):
+        raise ValueError(f"source {target or src!r} selects {len(out)} sessions; give one "
+                         "asset per source (list them to run one task per session).")
+    return out
+
+
+def _need_bin_size(kw: Mapping[str, Any], target: Any) -> None:
+    if "bin_size" not in kw:
+        raise ValueError(f"reading {target!r} needs a bin size: pass read_kwargs="
+                         "{'bin_size': 0.02} (seconds) or put 'bin_size' in the source dict.")
+
+
+def _split(data: BinnedData, validation_fraction: float, seed: int,
+           ) -> tuple[BinnedData, BinnedData]:
+    """Train/validation split: by trials when there are >= 2, else in time."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    if data.n_trials >= 2:
+        return data.split_trials(validation_fraction, random_state=seed)
+    return data.split_time(1.0 - validation_fraction)
+
+
+# ---------------------------------------------------------------------------- metrics
+def compute_metric(est, val: BinnedData, metric: str, *, random_state: int = 0) -> float:
+    """Score a fitted estimator on validation data.
+
+    Parameters
+    ----------
+    est : LowRankRNN
+        Fitted.
+    val : BinnedData, shape (trials, time, channels)
+    metric : {'val_bound', 'dstsp', 'co_bps'}
+        'val_bound': the SMC bound per time step (``est.score``; higher is better).
+        'dstsp': D_stsp between data generated by the model (same shape as ``val``, after a
+        burn-in of 100 steps) and ``val`` (continuous data; lower is better).
+        'co_bps': bits per spike of the expected counts under the smoothed posterior latents
+        against the validation counts (spike data; higher is better).
+
+    Returns
+    -------
+    float
+    """
+    from . import metrics as M
+
+    if metric == "val_bound":
+        return float(est.score(val, random_state=random_state))
+    if metric == "dstsp":
+        gen = est.sample(val.n_trials, val.n_time, burn_in=100, random_state=random_state)
+        return float(M.dstsp(val.values, gen.values, random_state=random_state))
+    if metric == "co_bps":
+        if val.kind != "counts":
+            raise ValueError("metric='co_bps' needs spike counts; these data are "
+                             f"{val.kind!r} (use 'val_bound' or 'dstsp').")
+        import torch
+
+        z = est.transform(val, random_state=random_state)
+        with torch.no_grad():
+            rates = est.model_.observation.mean(
+                torch.as_tensor(np.asarray(z), dtype=torch.float32, device=est.device_))
+        return float(M.bits_per_spike(rates.cpu().numpy(), val.values))
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+
+
+# ---------------------------------------------------------------------------- one trial
+def _lr_at(lr0: float, lrf: float | None, total: int, epoch: int) -> float:
+    return lr0 if lrf is None else lr0 * (lrf / lr0) ** (epoch / total)
+
+
+def save_checkpoint(est, directory: str | os.PathLike, *, epochs_done: int,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``est`` into ``directory`` as ``state.npz`` (arrays) + ``fit.json`` (settings).
+
+    No pickle: the files are read back with ``np.load(allow_pickle=False)`` and ``json``.
+    """
+    from .estimator import export_fit
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    exp = export_fit(est)
+    np.savez(directory / _STATE_FILE, **exp.pop("state"))
+    zs = getattr(est, "zscore_", None)
+    ws = getattr(est, "window_starts_", None)
+    exp.update(epochs_done=int(epochs_done), pid=os.getpid(), zscore=zs,
+               window_starts=None if ws is None else np.asarray(ws).tolist(),
+               extra=dict(extra or {}))
+    (directory / _META_FILE).write_text(json.dumps(exp, default=float))
+    return directory
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """Inverse of :func:`save_checkpoint`: ``(estimator, info)``; info has ``epochs_done``."""
+    from .estimator import import_fit
+
+    directory = Path(directory)
+    info = json.loads((directory / _META_FILE).read_text())
+    with np.load(directory / _STATE_FILE, allow_pickle=False) as npz:
+        state = {k: npz[k] for k in npz.files}
+    est = import_fit({**info, "state": state}, device="auto")
+    est.info_ = None
+    est.zscore_ = info.get("zscore")
+    ws = info.get("window_starts")
+    est.window_starts_ = None if ws is None else np.asarray(ws, dtype=np.int64)
+    return est, info
+
+
+def _train_chunk(est, train_data: BinnedData, val: BinnedData, e0: int, e1: int, total: int,
+                 lr0: float, lrf: float | None, seed: int) -> bool:
+    """Continue training epochs [e0, e1) of ``total`` in place; True when it stopped early."""
+    import torch
+
+    from .estimator import _generator
+    from .inference.training import TrainHistory, train
+
+    cfg = dataclasses.replace(est.train_config_, learning_rate=_lr_at(lr0, lrf, total, e0),
+                              lr_final=None if lrf is None else _lr_at(lr0, lrf, total, e1),
+                              max_epochs=e1 - e0)
+    device = est.device_
+    y, u = train_data.astensor(device=device)
+    pool = getattr(est, "window_starts_", None)
+    if pool is not None:
+        y = torch.nan_to_num(y)
+        pool = torch.as_tensor(pool)
+    y_val, u_val = val.astensor(device=device)
+    hist = train(est.model_, est.proposal_, y, u, cfg, generator=_generator(seed + e0, device),
+                 y_val=y_val, inputs_val=u_val, verbose=False, window_pool=pool)
+    old = est.history_ if isinstance(est.history_, TrainHistory) else TrainHistory()
+    best_old = max(old.val_bound) if old.val_bound else -math.inf
+    merged = TrainHistory(train_bound=old.train_bound + hist.train_bound,
+                          val_bound=old.val_bound + hist.val_bound,
+                          learning_rate=old.learning_rate + hist.learning_rate,
+                          best_epoch=old.best_epoch, stopped_early=hist.stopped_early,
+                          seconds=old.seconds + hist.seconds)
+    if hist.val_bound and max(hist.val_bound) > best_old:
+        merged.best_epoch = e0 + hist.best_epoch
+    est.history_ = merged
+    return hist.stopped_early
+
+
+def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val_bound",
+              nwb_path: str | os.PathLike | None = None, validation_fraction: float = 0.2,
+              chunk_epochs: int | None = None, checkpoint_dir: str | os.PathLike | None = None,
+              on_chunk: Callable[[dict[str, Any], Any], None] | None = None,
+              include: Sequence[str] = ("model", "metrics"), torch_threads: int | None = 1,
+              ) -> dict[str, Any]:
+    """Fit, score and write one :class:`~nwb_lrnn.LowRankRNN` (one sweep trial; no Ray).
+
+    Training runs in chunks of ``chunk_epochs`` epochs with the learning-rate schedule of one
+    uninterrupted fit (Adam's moments restart at each chunk). After each chunk the metric is
+    computed on the validation split and ``on_chunk(report, est)`` is called, where a Tune
+    trial saves its checkpoint and reports.
+
+    Parameters
+    ----------
+    params : dict
+        ``LowRankRNN`` constructor arguments (``verbose`` is forced to False).
+    data : BinnedData, shape (trials, time, channels)
+        Split into training and validation parts (by trials, or in time for one trial).
+    metric : {'val_bound', 'dstsp', 'co_bps'}
+        See :func:`compute_metric`.
+    nwb_path : path, optional
+        Where to write the fit (atomically, replacing a previous attempt's file).
+    validation_fraction : float in (0, 1)
+    chunk_epochs : int, optional
+        Epochs per chunk (default: ``ceil(max_epochs / 10)``).
+    checkpoint_dir : path, optional
+        A checkpoint of :func:`save_checkpoint` to resume from.
+    on_chunk : callable(report: dict, est), optional
+    include : sequence of str
+        What :func:`~nwb_lrnn.io.write_nwb` writes.
+    torch_threads : int or None
+        ``torch.set_num_threads`` in this process (None: leave as is).
+
+    Returns
+    -------
+    dict
+        ``metric`` value under its name, ``train_bound`` / ``val_bound_epoch`` (last epoch),
+        ``epochs``, ``start_epoch`` (epoch this attempt started at: > 0 after a resume),
+        ``restored``, ``seconds`` (of this attempt), ``nwb_path`` and ``pid``.
+
+    Examples
+    --------
+    >>> out = run_trial({"rank": 2, "n_units": 8, "max_epochs": 4}, data,
+    ...                 nwb_path="fit.nwb")                      # doctest: +SKIP
+    >>> out["val_bound"], out["epochs"]                          # doctest: +SKIP
+    (-1.42, 4)
+    """
+    import torch
+
+    from .estimator import LowRankRNN, _seed_from
+
+    if torch_threads is not None:
+        torch.set_num_threads(int(torch_threads))
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    t0 = time.perf_counter()
+    params = {**dict(params), "verbose": False}
+    est = LowRankRNN(**params)
+    total = int(est.max_epochs)
+    lr0, lrf = float(est.learning_rate), est.lr_final
+    lrf = None if lrf is None else float(lrf)
+    seed = _seed_from(est.random_state)
+    chunk = int(chunk_epochs) if chunk_epochs else max(1, math.ceil(total / 10))
+    if chunk < 1:
+        raise ValueError(f"chunk_epochs must be >= 1, got {chunk_epochs}.")
+    train_data, val = _split(data, validation_fraction, seed)
+
+    done, restored, info = 0, False, {}
+    if checkpoint_dir is not None:
+        est, info = load_checkpoint(checkpoint_dir)
+        done, restored = int(info["epochs_done"]), True
+        logger.info("resuming trial from epoch %d (%s)", done, checkpoint_dir)
+    start_epoch = done
+    value = math.nan
+    stopped = bool(info.get("extra", {}).get("stopped_early", False))
+    while (done < total and not stopped) or done == 0:
+        e1 = min(total, done + chunk)
+        if done == 0:
+            est.set_params(max_epochs=e1, lr_final=None if lrf is None
+                           else _lr_at(lr0, lrf, total, e1))
+            est.fit(train_data, validation_data=val)
+            est.set_params(max_epochs=total, lr_final=lrf)
+            stopped = bool(est.history_.stopped_early)
+        else:
+            stopped = _train_chunk(est, train_data, val, done, e1, total, lr0, lrf, seed)
+        done = e1
+        value = compute_metric(est, val, metric, random_state=seed)
+        report = {metric: value, "epochs": done, "start_epoch": start_epoch,
+                  "restored": restored, "pid": os.getpid(),
+                  "train_bound": est.history_.train_bound[-1],
+                  "val_bound_epoch": est.history_.val_bound[-1],
+                  "stopped_early": stopped, "seconds": time.perf_counter() - t0}
+        if on_chunk is not None and done < total and not stopped:
+            on_chunk(report, est)
+    if math.isnan(value):  # resumed from a checkpoint that was already complete
+        value = compute_metric(est, val, metric, random_state=seed)
+    est.train_config_ = dataclasses.replace(est.train_config_, learning_rate=lr0,
+                                            lr_final=lrf, max_epochs=total)
+    est.set_params(max_epochs=total, learning_rate=lr0, lr_final=lrf)
+    out = {metric: value, "epochs": done, "start_epoch": start_epoch, "restored": restored,
+           "pid": os.getpid(), "train_bound": est.history_.train_bound[-1],
+           "val_bound_epoch": est.history_.val_bound[-1], "stopped_early": stopped}
+    if nwb_path is not None:
+        from .io import write_nwb
+
+        write_nwb(est, nwb_path, data=train_data, include=include, overwrite=True,
+                  metrics={f"sweep_{metric}": value})
+        out["nwb_path"] = str(nwb_path)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _tune_trainable(config: dict[str, Any], sessions: dict[str, Any] | None = None,
+                    settings: dict[str, Any] | None = None) -> None:
+    """Ray Tune function trainable: one :func:`run_trial` with checkpoints per chunk."""
+    from ray import tune
+
+    settings = dict(settings or {})
+    config = dict(config)
+    session = config.pop("session")
+    params = {**settings["fixed_params"], **config}
+    data = load_source(sessions[session], settings["read_kwargs"])
+    trial_id = tune.get_context().get_trial_id()
+    nwb_path = Path(settings["out_dir"]) / f"trial_{trial_id}.nwb"
+    metric = settings["metric"]
+
+    def on_chunk(report: dict[str, Any], est) -> None:
+        with tempfile.TemporaryDirectory(prefix="nwb_lrnn_ckpt_") as tmp:
+            save_checkpoint(est, tmp, epochs_done=report["epochs"],
+                            extra={"stopped_early": report["stopped_early"]})
+            tune.report({**report, "status": "running", "session": session},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        out = run_trial(params, data, metric=metric, nwb_path=nwb_path,
+                        validation_fraction=settings["validation_fraction"],
+                        chunk_epochs=settings["chunk_epochs"], on_chunk=on_chunk,
+                        include=settings["include"], torch_threads=settings["torch_threads"])
+    else:
+        with ckpt.as_directory() as d:
+            out = run_trial(params, data, metric=metric, nwb_path=nwb_path,
+                            validation_fraction=settings["validation_fraction"],
+                            chunk_epochs=settings["chunk_epochs"], checkpoint_dir=d,
+                            on_chunk=on_chunk, include=settings["include"],
+                            torch_threads=settings["torch_threads"])
+    tune.report({**out, "status": "ok", "session": session})
+
+
+# ---------------------------------------------------------------------------- results
+@dataclasses.dataclass
+class SweepResult:
+    """Outcome of :func:`sweep`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per trial: ``trial_id``, ``session``, the searched parameters, the metric,
+        ``status`` ('ok' or 'error'), ``nwb_path``, ``seconds``, ``epochs``, ``start_epoch``
+        (> 0 when the trial resumed from a checkpoint), ``restored`` and ``error``.
+    metric, mode : str
+    out_dir : Path
+        Holds the ``trial_<id>.nwb`` files, ``summary.csv`` and ``summary.json``.
+    """
+
+    table: Any
+    metric: str
+    mode: str
+    out_dir: Path
+
+    @property
+    def best(self):
+        """The row (pandas Series) of the best finished trial.
+
+        Raises
+        ------
+        RuntimeError
+            No trial finished.
+        """
+        import pandas as pd
+
+        values = pd.to_numeric(self.table[self.metric], errors="coerce")
+        ok = self.table[(self.table["status"] == "ok") & values.notna()]
+        if ok.empty:
+            raise RuntimeError(f"no trial of the sweep in {self.out_dir} finished; see the "
+                               "'error' column of the table.")
+        vals = values[ok.index]
+        idx = vals.idxmax() if self.mode == "max" else vals.idxmin()
+        return ok.loc[idx]
+
+    def best_estimator(self, device: str = "auto"):
+        """The best trial's fit, reloaded with :func:`~nwb_lrnn.io.read_fit`."""
+        from .io import read_fit
+
+        return read_fit(self.best["nwb_path"], device=device)
+
+    def save(self) -> tuple[Path, Path]:
+        """Write ``summary.csv`` and ``summary.json`` into :attr:`out_dir` (atomically)."""
+        csv_path, json_path = self.out_dir / "summary.csv", self.out_dir / "summary.json"
+        records = json.loads(self.table.to_json(orient="records"))
+        payload = {"metric": self.metric, "mode": self.mode, "n_trials": len(self.table),
+                   "trials": records}
+        try:
+            payload["best"] = json.loads(self.best.to_json())
+        except RuntimeError:
+            payload["best"] = None
+        for path, text in ((csv_path, self.table.to_csv(index=False)),
+                           (json_path, json.dumps(payload, indent=1))):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        return csv_path, json_path
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> SweepResult:
+        """Read a finished sweep back from ``out_dir/summary.json``."""
+        import pandas as pd
+
+        out_dir = Path(out_dir)
+        payload = json.loads((out_dir / "summary.json").read_text())
+        return cls(pd.DataFrame(payload["trials"]), payload["metric"], payload["mode"],
+                   out_dir)
+
+
+def _table(rows: list[dict[str, Any]], param_names: Sequence[str], metric: str):
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas comes with ray[tune]
+        raise ImportError("sweep results are pandas tables: pip install 'nwb-lrnn[ray]' "
+                          "(or pandas)") from None
+
+    cols = ["trial_id", "session", *param_names, metric, "status", "nwb_path", "seconds",
+            "epochs", "start_epoch", "restored", "error"]
+    table = pd.DataFrame(rows)
+    for c in cols:
+        if c not in table.columns:
+            table[c] = None
+    extra = [c for c in table.columns if c not in cols]
+    return table[cols + extra].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- sweep
+def _check_space(search_space: Mapping[str, Any] | None, fixed: Mapping[str, Any]) -> None:
+    from .estimator import LowRankRNN
+
+    valid = set(LowRankRNN._get_param_names())
+    for where, space in (("search_space", search_space or {}), ("fixed_params", fixed)):
+        bad = [k for k in space if k not in valid]
+        if bad:
+            raise ValueError(f"{where} has unknown LowRankRNN parameter(s) {bad}; valid: "
+                             f"{', '.join(sorted(valid))}.")
+
+
+def _grid(search_space: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Expand plain lists (and scalars) into the list of grid points (serial backend)."""
+    keys, axes = [], []
+    for k, v in search_space.items():
+        if isinstance(v, Mapping) and "grid_search" in v:
+            v = v["grid_search"]
+        if isinstance(v, (list, tuple)):
+            axes.append(list(v))
+        elif hasattr(v, "sample") or callable(v):
+            raise ValueError(f"search_space[{k!r}] is a Ray Tune search object; "
+                             "backend='serial' takes plain lists only (use backend='ray').")
+        else:
+            axes.append([v])
+        keys.append(k)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None,
+          metric: str = "val_bound", mode: str | None = None,
+          out_dir: str | os.PathLike, num_samples: int = 1, address: str | None = None,
+          max_retries: int = 1, resources_per_trial: Mapping[str, float] | None = None,
+          fixed_params: Mapping[str, Any] | None = None, verbose: int | None = None,
+          read_kwargs: Mapping[str, Any] | None = None, validation_fraction: float = 0.2,
+          chunk_epochs: int | None = None, include: Sequence[str] = ("model", "metrics"),
+          torch_threads: int | None = 1, backend: str = "ray",
+          experiment_name: str | None = None) -> SweepResult:
+    """Fit many :class:`~nwb_lrnn.LowRankRNN` s as Ray Tune trials; gather them as NWB files.
+
+    Parameters
+    ----------
+    data_or_sources : BinnedData | list | dict
+        One ``BinnedData`` (shipped once through Ray's object store); a list of sources that
+        each trial reads itself (NWB paths, NWB URLs, ``"DANDI:000128"`` strings, EEG files,
+        or dicts ``{"dandiset": "000128", "asset": "sub-1/sub-1_ses-1.nwb", "bin_size":
+        0.02}``, see :func:`load_source`); or a dict ``name -> BinnedData or source``. With
+        more than one session, ``session`` becomes a grid axis: every parameter setting is
+        fitted on every session.
+    search_space : dict, optional
+        ``LowRankRNN`` parameter -> plain list (a grid axis), scalar (fixed), or a Ray Tune
+        search object (``tune.choice``, ``tune.loguniform``…, drawn ``num_samples`` times),
+        e.g. ``{"rank": [1, 2, 3], "learning_rate": tune.loguniform(1e-3, 1e-1)}``.
+    metric : {'val_bound', 'dstsp', 'co_bps'}
+        Computed on the validation split after training (see :func:`compute_metric`).
+    mode : {'max', 'min'}, optional
+        Default: 'min' for 'dstsp', else 'max'.
+    out_dir : path
+        Receives ``trial_<trial id>.nwb`` per trial, ``summary.csv``, ``summary.json`` and
+        Tune's own records in ``ray_results/``.
+    num_samples : int
+        Repetitions of the grid (Tune's ``num_samples``).
+    address : str, optional
+        A Ray cluster to connect to (``"ray://host:10001"``, ``"auto"``). Default: the
+        running Ray instance of this process, else a local one started with every CPU this
+        process may use.
+    max_retries : int
+        Attempts after a failure per trial (Tune's ``FailureConfig(max_failures)``); a retry
+        resumes from the trial's last checkpoint.
+    resources_per_trial : dict, optional
+        Default ``{"cpu": 1}``.
+    fixed_params : dict, optional
+        ``LowRankRNN`` arguments of every trial (``search_space`` wins).
+    verbose : int, optional
+        Tune's verbosity (default 0: quiet).
+    read_kwargs : dict, optional
+        Reader arguments for path/URL sources, e.g. ``{"bin_size": 0.02}``.
+    validation_fraction : float in (0, 1)
+        Held-out trials (or final fraction of time for single-trial data).
+    chunk_epochs : int, optional
+        Epochs between checkpoints (default: a tenth of ``max_epochs``).
+    include : sequence of str
+        What each trial's NWB file holds (see :func:`~nwb_lrnn.io.write_nwb`).
+    torch_threads : int or None
+        Torch threads per trial.
+    backend : {'ray', 'serial'}
+        'serial': the same trials one after another in this process, without Ray (plain
+        lists only; no retries).
+    experiment_name : str, optional
+        Tune experiment name (default: ``sweep_<timestamp>``).
+
+    Returns
+    -------
+    SweepResult
+        Also written to ``out_dir/summary.csv`` and ``out_dir/summary.json``.
+
+    Raises
+    ------
+    ImportError
+        Ray is not installed (``pip install 'nwb-lrnn[ray]'``).
+    ValueError
+        Unknown metric, mode or parameter name.
+
+    Examples
+    --------
+    >>> res = sweep(["a.nwb", "b.nwb"], read_kwargs={"bin_size": 0.02},
+    ...             search_space={"rank": [2, 3], "random_state": [0, 1, 2]},
+    ...             fixed_params={"n_units": 128, "max_epochs": 200},
+    ...             out_dir="runs/sweep1")                        # doctest: +SKIP
+    >>> res.best[["session", "rank", "val_bound", "nwb_path"]]    # doctest: +SKIP
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    mode = _DEFAULT_MODE[metric] if mode is None else mode
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    if backend not in ("ray", "serial"):
+        raise ValueError(f"backend must be 'ray' or 'serial', got {backend!r}.")
+    if int(num_samples) < 1 or int(max_retries) < 0:
+        raise ValueError("num_samples must be >= 1 and max_retries >= 0.")
+    search_space = dict(search_space or {})
+    fixed = dict(fixed_params or {})
+    _check_space(search_space, fixed)
+    sessions = _normalize_sources(data_or_sources)
+    out_dir = Path(out_dir).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"fixed_params": fixed, "read_kwargs": dict(read_kwargs or {}),
+                "out_dir": str(out_dir), "metric": metric,
+                "validation_fraction": float(validation_fraction),
+                "chunk_epochs": chunk_epochs, "include": tuple(include),
+                "torch_threads": torch_threads}
+    param_names = list(search_space)
+    t0 = time.perf_counter()
+    if backend == "serial":
+        rows = _run_serial(sessions, search_space, int(num_samples), settings)
+    else:
+        rows = _run_ray(sessions, search_space, metric, mode, int(num_samples), address,
+                        int(max_retries), dict(resources_per_trial or {"cpu": 1}), verbose,
+                        settings, experiment_name, out_dir)
+    result = SweepResult(_table(rows, param_names, metric), metric, mode, out_dir)
+    result.save()
+    n_ok = int((result.table["status"] == "ok").sum())
+    logger.info("sweep: %d of %d trials finished in %.1f s; summary in %s", n_ok,
+                len(result.table), time.perf_counter() - t0, out_dir / "summary.csv")
+    return result
+
+
+def _run_serial(sessions, search_space, num_samples, settings) -> list[dict[str, Any]]:
+    rows = []
+    points = _grid(search_space)
+    stamp = f"{os.getpid():x}{int(time.time() * 1000) % 10**8:x}"
+    i = 0
+    for _ in range(num_samples):
+        for session, src in sessions.items():
+            data = load_source(src, settings["read_kwargs"])
+            for point in points:
+                trial_id = f"serial_{stamp}_{i:05d}"
+                i += 1
+                row = {"trial_id": trial_id, "session": session, **point}
+                try:
+                    out = run_trial({**settings["fixed_params"], **point}, data,
+                                    metric=settings["metric"],
+                                    nwb_path=Path(settings["out_dir"]) / f"trial_{trial_id}.nwb",
+                                    validation_fraction=settings["validation_fraction"],
+                                    chunk_epochs=settings["chunk_epochs"],
+                                    include=settings["include"],
+                                    torch_threads=settings["torch_threads"])
+                    row.update(out, status="ok", error=None)
+                except Exception as err:
+                    logger.warning("trial %s failed: %s", trial_id, err)
+                    row.update(status="error", error=f"{type(err).__name__}: {err}")
+                rows.append(row)
+    return rows
+
+
+def _ensure_ray(address: str | None):
+    ray, _ = _import_ray()
+    if address is not None:
+        if ray.is_initialized():
+            logger.info("Ray is already initialised; using it instead of address=%r", address)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    elif not ray.is_initialized():
+        n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+        logger.info("starting a local Ray with %d CPUs", n_cpus)
+        ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _to_tune_space(search_space: Mapping[str, Any], tune) -> dict[str, Any]:
+    space = {}
+    for k, v in search_space.items():
+        space[k] = tune.grid_search(list(v)) if isinstance(v, (list, tuple)) else v
+    return space
+
+
+def _error_text(err: BaseException | None) -> str | None:
+    """One line naming the original exception of a failed trial (not Ray's wrapper)."""
+    if err is None:
+        return "trial ended without a final result"
+    seen = 0
+    while getattr(err, "cause", None) is not None and seen < 5:
+        err, seen = err.cause, seen + 1
+    text = str(err)
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    if "Error" in last and ":" in last:  # a traceback's last line, "ValueError: ..."
+        return last[:500]
+    return f"{type(err).__name__}: {last}"[:500]
+
+
+def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_retries,
+             resources, verbose, settings, experiment_name, out_dir) -> list[dict[str, Any]]:
+    _ensure_ray(address)
+    _, tune = _import_ray()
+    space = _to_tune_space(search_space, tune)
+    space["session"] = tune.grid_search(list(sessions))
+    trainable = tune.with_resources(
+        tune.with_parameters(_tune_trainable, sessions=sessions, settings=settings),
+        resources)
+    name = experiment_name or time.strftime("sweep_%Y%m%d-%H%M%S")
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        # reuse_actors: a worker that has imported torch and nwb_lrnn runs the next trial
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(out_dir / "ray_results"),
+            failure_config=tune.FailureConfig(max_failures=max_retries),
+            verbose=0 if verbose is None else verbose))
+    grid = tuner.fit()
+    rows = []
+    for res in grid:
+        cfg = dict(res.config or {})
+        m = dict(res.metrics or {})
+        row = {"trial_id": m.get("trial_id") or Path(res.path).name,
+               "session": cfg.get("session"),
+               **{k: cfg.get(k) for k in search_space}}
+        keep = (metric, "nwb_path", "seconds", "epochs", "start_epoch", "restored",
+                "train_bound", "val_bound_epoch", "stopped_early", "pid")
+        row.update({k: m[k] for k in keep if k in m})
+        if res.error is None and m.get("status") == "ok":
+            row.update(status="ok", error=None)
+        else:
+            row.update(status="error", error=_error_text(res.error))
+            row.pop("nwb_path", None)
+        rows.append(row)
+    rows.sort(key=lambda r: str(r["trial_id"]))
+    return rows
+
+
+def sweep_sessions(sources: Any, *, estimator_params: Mapping[str, Any],
+                   out_dir: str | os.PathLike, metric: str = "val_bound",
+                   **kwargs: Any) -> SweepResult:
+    """One fit per session (e.g. every asset of a dandiset), each written as NWB.
+
+    Parameters
+    ----------
+    sources : list | dict
+        Sessions, as for :func:`sweep` (list of NWB paths/URLs/dandiset asset dicts, or
+        name -> BinnedData).
+    estimator_params : dict
+        ``LowRankRNN`` arguments shared by all sessions.
+    out_dir : path
+    metric : str
+    **kwargs
+        Passed to :func:`sweep` (``address``, ``max_retries``, ``read_kwargs``, ...).
+
+    Returns
+    -------
+    SweepResult
+        One row per session.
+
+    Examples
+    --------
+    >>> assets = [{"dandiset": "000128", "asset": a, "bin_size": 0.005}
+    ...           for a in ["sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb"]]
+    >>> res = sweep_sessions(assets, estimator_params={"rank": 3, "n_units": 128},
+    ...                      out_dir="fits/000128")             # doctest: +SKIP
+    """
+    return sweep(sources, search_space={}, fixed_params=estimator_params, out_dir=out_dir,
+                 metric=metric, **kwargs)
+
+
+#: keys accepted by :func:`sweep_from_config`
+CONFIG_KEYS = ("source", "sources", "search_space", "fixed_params", "metric", "mode",
+               "out_dir", "address", "num_samples", "max_retries", "resources_per_trial",
+               "read_kwargs", "validation_fraction", "chunk_epochs", "include", "backend",
+               "experiment_name", "verbose", "torch_threads")
+
+
+def sweep_from_config(config: Mapping[str, Any]) -> SweepResult:
+    """Run :func:`sweep` from a JSON/YAML-like dict (for ``nwb-lrnn sweep CONFIG.json``).
+
+    Parameters
+    ----------
+    config : dict
+        With the keys below (:data:`CONFIG_KEYS`; any other key is an error).
+
+    Other Parameters
+    ----------------
+    source / sources : str | list | dict (required, one of them)
+        A path/URL/``"DANDI:..."`` string, a list of them or of dicts
+        (``{"dandiset": "000128", "asset": "sub-1/...nwb"}``), or name -> source.
+    out_dir : str (required)
+    search_space : dict
+        Parameter -> list (grid) or scalar. Ray search objects may be written as
+        ``{"choice": [...]}``, ``{"uniform": [lo, hi]}``, ``{"loguniform": [lo, hi]}``,
+        ``{"randint": [lo, hi]}``.
+    fixed_params : dict
+        ``LowRankRNN`` arguments of every trial.
+    metric ('val_bound'), mode, address, num_samples (1), max_retries (1),
+    resources_per_trial ({"cpu": 1}), read_kwargs (e.g. {"bin_size": 0.02}),
+    validation_fraction (0.2), chunk_epochs, include, backend ('ray'), experiment_name,
+    verbose, torch_threads (1)
+        As in :func:`sweep`.
+
+    Returns
+    -------
+    SweepResult
+
+    Examples
+    --------
+    >>> cfg = {"sources": ["a.nwb", "b.nwb"], "read_kwargs": {"bin_size": 0.02},
+    ...        "search_space": {"rank": [2, 3], "learning_rate": {"loguniform": [1e-3, 1e-1]}},
+    ...        "fixed_params": {"n_units": 64}, "num_samples": 4, "out_dir": "sweep1"}
+    >>> sweep_from_config(cfg)  # doctest: +SKIP
+    """
+    cfg = dict(config)
+    unknown = [k for k in cfg if k not in CONFIG_KEYS]
+    if unknown:
+        raise ValueError(f"unknown sweep config key(s) {unknown}; accepted: "
+                         f"{', '.join(CONFIG_KEYS)}.")
+    if ("source" in cfg) == ("sources" in cfg):
+        raise ValueError("the sweep config needs exactly one of 'source' or 'sources'.")
+    if "out_dir" not in cfg:
+        raise ValueError("the sweep config needs 'out_dir'.")
+    src = cfg.pop("source", None) if "source" in cfg else cfg.pop("sources")
+    space = dict(cfg.pop("search_space", None) or {})
+    for k, v in list(space.items()):
+        if isinstance(v, Mapping) and len(v) == 1 and next(iter(v)) != "grid_search":
+            (kind, args), = v.items()
+            _, tune = _import_ray()
+            fns = {"choice": tune.choice, "uniform": tune.uniform,
+                   "loguniform": tune.loguniform, "randint": tune.randint,
+                   "quniform": tune.quniform, "qloguniform": tune.qloguniform}
+            if kind not in fns:
+                raise ValueError(f"search_space[{k!r}]: unknown distribution {kind!r}; use "
+                                 f"one of {sorted(fns)} or a list.")
+            space[k] = fns[kind](args) if kind == "choice" else fns[kind](*args)
+    return sweep(src, search_space=space, **cfg)
+
+
+class _CallableModule(types.ModuleType):
+    """``nwb_lrnn.sweep(...)`` calls :func:`sweep` although ``nwb_lrnn.sweep`` is a module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
