@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -367,7 +368,8 @@ class LowRankRNN:
     # ------------------------------------------------------------------ fit
     def fit(self, data: BinnedData | np.ndarray, *, picks: Any = None,
             validation_data: BinnedData | None = None,
-            verbose: bool | None = None) -> LowRankRNN:
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+            resume: bool = False, verbose: bool | None = None) -> LowRankRNN:
         """Fit the model by maximising the VSMC bound.
 
         Parameters
@@ -383,6 +385,15 @@ class LowRankRNN:
         validation_data : BinnedData, optional
             Held-out sequences whose bound is tracked per epoch (overrides
             ``validation_fraction``).
+        checkpoint : path, optional
+            A ``.npz`` file that the training state is written to (atomically, no pickle)
+            every ``checkpoint_every`` epochs.
+        checkpoint_every : int
+            Epochs between checkpoints (default 1).
+        resume : bool
+            Continue from ``checkpoint`` when it exists — after a crash or a killed job, run the
+            same call again with ``resume=True``. On CPU the fitted parameters are bitwise those
+            of an uninterrupted fit with the same ``random_state``.
         verbose : bool, optional
             Overrides the ``verbose`` given at construction (and sets MNE's log level while
             reading MNE input).
@@ -493,7 +504,9 @@ class LowRankRNN:
         logger.info("fitting %s on %s", self, data)
         self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
                               inputs_val=u_val, verbose=bool(verbose),
-                              window_pool=None if pool is None else torch.as_tensor(pool))
+                              window_pool=None if pool is None else torch.as_tensor(pool),
+                              checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                              resume=resume)
         return self
 
     @staticmethod
@@ -729,6 +742,15 @@ class LowRankRNN:
             raise ValueError("inputs were given but the model was fitted without inputs.")
         gen = _generator(_seed_from(random_state), self.device_)
         z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen, burn_in=burn_in)
+        bad = ~torch.isfinite(z).all(-1)
+        if bool(bad.any()):
+            t = int(bad.any(0).nonzero()[0])
+            raise ValueError(
+                f"the generated latents diverged (|z| became infinite at step {t} of "
+                f"{n_time}): the model's dynamics are unstable (an unstable fixed point with "
+                "no bounded attractor). Generate fewer steps, refit longer, or use a bounded "
+                "nonlinearity such as 'clipped_relu' or 'tanh'; find_fixed_points(est) shows "
+                "the unstable directions.")
         out = BinnedData(y.cpu().numpy(), self.bin_size_, self.kind_,
                          inputs=None if u is None else arr[:, burn_in:],
                          channel_names=self.channel_names_,

@@ -103,3 +103,160 @@ def test_loading_a_fit_never_runs_code_from_the_file(tmp_path):
     # no pickle anywhere in what we write
     raw = Path(path).read_bytes()
     assert b"cnumpy" not in raw and b"\x80\x04\x95" not in raw
+
+
+# ------------------------------------------------------------------ checkpoints
+_FITTER = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+from nwb_lrnn import LowRankRNN
+y = np.random.default_rng(0).normal(size=(6, 40, 4))
+est = LowRankRNN(rank=2, n_units=16, n_particles=16, max_epochs=int(sys.argv[3]), batch_size=3,
+                 random_state=7, verbose=False)
+ckpt = sys.argv[1] if sys.argv[1] != "-" else None
+est.fit(y, checkpoint=ckpt, resume=ckpt is not None)
+p = est.parameters_
+np.savez(sys.argv[2], **{k: p[k] for k in ("U", "V", "h", "C", "d", "noise_z", "noise_x")})
+"""
+
+
+def _ckpt_epoch(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(bytes(z["header"]).decode())["epoch"]
+    except Exception:
+        return -1
+
+
+def test_fit_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
+    """SIGKILL mid-fit, run the same call with resume=True: bitwise the uninterrupted fit."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    epochs = "60"
+    ref = subprocess.run([sys.executable, "-c", _FITTER, "-", str(tmp_path / "ref.npz"), epochs],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    ckpt = tmp_path / "fit.ckpt.npz"
+    proc = subprocess.Popen([sys.executable, "-c", _FITTER, str(ckpt), str(tmp_path / "x.npz"),
+                             epochs], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while _ckpt_epoch(ckpt) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the fit ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _ckpt_epoch(ckpt)
+    assert 3 <= killed_at < int(epochs)
+    assert not (tmp_path / "x.npz").exists()
+    # no half-written checkpoint is ever left under the real name
+    res = subprocess.run([sys.executable, "-c", _FITTER, str(ckpt), str(tmp_path / "res.npz"),
+                          epochs], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    with np.load(tmp_path / "ref.npz") as a, np.load(tmp_path / "res.npz") as b:
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), k
+    assert _ckpt_epoch(ckpt) == int(epochs)
+
+
+def test_resume_with_encoder_proposal_and_refusals(tmp_path):
+    import nwb_lrnn.inference.training as T
+    from nwb_lrnn import LowRankRNN
+
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(1.0, size=(6, 30, 5))
+    kw = dict(rank=2, n_units=8, n_particles=8, max_epochs=4, batch_size=3, random_state=2,
+              observation="poisson", proposal="encoder", verbose=False)
+    ref = LowRankRNN(**kw).fit(counts)
+
+    class Stop(Exception):
+        pass
+
+    orig = T._save_checkpoint
+
+    def crash_after_two(path, epoch, *a, **k):
+        orig(path, epoch, *a, **k)
+        if epoch == 2:
+            raise Stop
+
+    ckpt = tmp_path / "c.npz"
+    T._save_checkpoint = crash_after_two
+    try:
+        with pytest.raises(Stop):
+            LowRankRNN(**kw).fit(counts, checkpoint=ckpt)
+    finally:
+        T._save_checkpoint = orig
+    est = LowRankRNN(**kw).fit(counts, checkpoint=ckpt, resume=True)
+    for k in ("C", "U", "V"):
+        assert np.array_equal(ref.parameters_[k], est.parameters_[k])
+    assert est.history_.train_bound == ref.history_.train_bound
+    # other settings or another model: refused with a clear message
+    with pytest.raises(ValueError, match="other training settings"):
+        LowRankRNN(**{**kw, "max_epochs": 5}).fit(counts, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match="another model"):
+        LowRankRNN(**{**kw, "n_units": 9}).fit(counts, checkpoint=ckpt, resume=True)
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot be read"):
+        LowRankRNN(**kw).fit(counts, checkpoint=ckpt, resume=True)
+
+
+# ------------------------------------------------------------------ concurrent writers
+_WRITER = """
+import sys, time, numpy as np
+from nwb_lrnn import LowRankRNN
+from nwb_lrnn.io import write_nwb
+rng = np.random.default_rng(int(sys.argv[3]))
+est = LowRankRNN.from_parameters(U=rng.normal(size=(6, 2)), V=rng.normal(size=(2, 6)) / 6,
+                                 C=rng.normal(size=(3, 2)), d=np.zeros(3), noise_x=0.5,
+                                 nonlinearity="tanh")
+while time.time() < float(sys.argv[4]):
+    time.sleep(0.001)
+try:
+    if sys.argv[2] == "new":
+        write_nwb(est, sys.argv[1], include=("model", "generated"))
+    else:
+        write_nwb(est, sys.argv[1], mode="append", module_name=sys.argv[2],
+                  include=("model",))
+    print("written")
+except FileExistsError as err:
+    print("refused:", err)
+"""
+
+
+def _race(args_list, tmp_path):
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    start = str(time.time() + 6.0)  # both processes are imported and waiting by then
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, *a, start], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for a in args_list]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_o, e) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, e
+    return [o.strip().splitlines()[-1] for o, _ in outs]
+
+
+def test_two_processes_writing_the_same_new_file_do_not_clobber(tmp_path):
+    from pynwb import NWBHDF5IO
+
+    target = tmp_path / "fit.nwb"
+    outs = _race([(str(target), "new", "1"), (str(target), "new", "2")], tmp_path)
+    assert sorted(o.split(":")[0] for o in outs) == ["refused", "written"]
+    with NWBHDF5IO(str(target), "r") as io:
+        assert "lrnn" in io.read().processing
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp.nwb")]
+
+
+def test_two_processes_appending_to_one_file_both_land(tmp_path):
+    from pynwb import NWBHDF5IO
+
+    from .nwb_factory import write_nwbfile
+
+    target = write_nwbfile(tmp_path / "session.nwb")
+    outs = _race([(str(target), "fit_a", "1"), (str(target), "fit_b", "2")], tmp_path)
+    assert outs == ["written", "written"]
+    with NWBHDF5IO(str(target), "r") as io:
+        modules = set(io.read().processing)
+    assert {"fit_a", "fit_b"} <= modules

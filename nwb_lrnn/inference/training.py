@@ -12,7 +12,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -171,7 +173,9 @@ def _progress(total: int, verbose: bool):
 def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           inputs: torch.Tensor | None, cfg: TrainConfig, *, generator: torch.Generator,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
-          verbose: bool = True, window_pool: torch.Tensor | None = None) -> TrainHistory:
+          verbose: bool = True, window_pool: torch.Tensor | None = None,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+          resume: bool = False) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
 
     Parameters
@@ -191,6 +195,15 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     window_pool : LongTensor, shape (n_windows, 2), optional
         With ``cfg.window``: the (sequence, start) pairs that training windows are drawn from
         (uniformly, with replacement); None: every start of every sequence.
+    checkpoint : path, optional
+        A ``.npz`` file rewritten atomically every ``checkpoint_every`` epochs with everything
+        needed to continue exactly: parameters, Adam's moments, the learning-rate schedule, the
+        random generator's state and the history (arrays and JSON; no pickle).
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` when it exists (it must come from the same settings and
+        shapes). On CPU the result is bitwise the one of an uninterrupted run.
 
     Returns
     -------
@@ -225,9 +238,22 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     hist = TrainHistory()
     best, best_state, since_best = -math.inf, None, 0
     last_good = _ParamBuffer(params)
+    start_epoch = 0
+    named = _named_tensors(model, proposal)
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        start_epoch, best, since_best, best_vals = _load_checkpoint(
+            checkpoint, named, opt, sched, generator, hist, cfg)
+        if best_vals is not None:
+            best_state = _ParamBuffer(params)
+            best_state.values = best_vals
+        last_good.save()
+        logger.info("resumed from %s after epoch %d", checkpoint, start_epoch)
+    every = check_int("checkpoint_every", checkpoint_every, min_value=1)
     bar = _progress(cfg.max_epochs, verbose)
+    if bar is not None and start_epoch:
+        bar.update(start_epoch)
     try:
-        for epoch in range(cfg.max_epochs):
+        for epoch in range(start_epoch, cfg.max_epochs):
             ep_total, ep_count = 0.0, 0
             for idx, starts in _batches(n_seq, n_time, cfg, generator, window_pool):
                 yb = _take(y, idx, starts, cfg.window)
@@ -282,8 +308,15 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
                 bar.update(1)
                 bar.set_postfix(bound=f"{hist.train_bound[-1]:.3f}")
             logger.debug("epoch %d: train bound %.4f", epoch, hist.train_bound[-1])
-            if cfg.patience is not None and since_best >= cfg.patience:
+            stop = cfg.patience is not None and since_best >= cfg.patience
+            if stop:
                 hist.stopped_early = True
+            if checkpoint is not None and ((epoch + 1) % every == 0 or stop
+                                           or epoch + 1 == cfg.max_epochs):
+                _save_checkpoint(checkpoint, epoch + 1, named, opt, sched, generator, hist,
+                                 cfg, best, since_best,
+                                 None if best_state is None else best_state.values)
+            if stop:
                 logger.info("early stop at epoch %d (best %d)", epoch, hist.best_epoch)
                 break
     finally:
@@ -293,6 +326,116 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     if best_state is not None:
         best_state.restore()
     return hist
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+_CKPT_VERSION = 1
+
+
+def _named_tensors(model, proposal) -> dict[str, torch.Tensor]:
+    """Every trainable tensor, by a stable name (the proposal's own ones only once)."""
+    out = {f"model.{k}": p for k, p in model.named_parameters()}
+    seen = {id(p) for p in out.values()}
+    for k, p in proposal.named_parameters():
+        if id(p) not in seen:
+            out[f"proposal.{k}"] = p
+    return out
+
+
+def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, cfg, best, since_best,
+                     best_vals) -> None:
+    """Write the training state as one .npz (arrays + a JSON header), atomically."""
+    import numpy as np
+
+    arrays: dict[str, np.ndarray] = {}
+    names = list(named)
+    for k, p in named.items():
+        arrays[f"param/{k}"] = p.detach().cpu().numpy()
+    sd = opt.state_dict()
+    index = {id(p): i for i, p in enumerate(opt.param_groups[0]["params"])}
+    order = [index[id(named[k])] for k in names]
+    for j, i in enumerate(order):
+        for key, v in sd["state"].get(i, {}).items():
+            arrays[f"adam/{j}/{key}"] = torch.as_tensor(v).detach().cpu().numpy()
+    if best_vals is not None:
+        for j, i in enumerate(order):
+            arrays[f"best/{j}"] = best_vals[i].detach().cpu().numpy()
+    arrays["generator"] = generator.get_state().numpy()
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+    header = {"version": _CKPT_VERSION, "epoch": int(epoch), "names": names,
+              "shapes": {k: list(p.shape) for k, p in named.items()},
+              "param_groups": groups, "scheduler": sched.state_dict(),
+              "history": hist.to_dict(), "config": json.loads(cfg.to_json()),
+              "best": best if math.isfinite(best) else None, "since_best": since_best,
+              "has_best": best_vals is not None}
+    arrays["header"] = np.frombuffer(json.dumps(header, default=float).encode(), dtype=np.uint8)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
+    import numpy as np
+
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        header = json.loads(bytes(arrays["header"]).decode())
+    except Exception as err:  # any damage means: not usable
+        raise ValueError(f"checkpoint {os.fspath(path)} cannot be read ({err}); delete it to "
+                         "start over.") from None
+    if header.get("version") != _CKPT_VERSION:
+        raise ValueError(f"checkpoint {path} has version {header.get('version')}, expected "
+                         f"{_CKPT_VERSION}.")
+    if header["config"] != json.loads(cfg.to_json()):
+        raise ValueError(f"checkpoint {path} was written with other training settings; "
+                         "delete it or pass resume=False.")
+    if list(header["names"]) != list(named) or any(
+            list(named[k].shape) != header["shapes"][k] for k in named):
+        raise ValueError(f"checkpoint {path} holds parameters of another model (names or "
+                         "shapes differ); delete it or pass resume=False.")
+    with torch.no_grad():
+        for k, p in named.items():
+            p.copy_(torch.from_numpy(arrays[f"param/{k}"]))
+    names = list(named)
+    index = {id(p): i for i, p in enumerate(opt.param_groups[0]["params"])}
+    order = [index[id(named[k])] for k in names]
+    state = {}
+    for j, i in enumerate(order):
+        st = {}
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            if f"adam/{j}/{key}" in arrays:
+                t = torch.from_numpy(arrays[f"adam/{j}/{key}"].copy())
+                st[key] = t.to(named[names[j]].device) if key != "step" else t
+        if st:
+            state[i] = st
+    groups = [dict(g, params=[i for i in range(len(opt.param_groups[0]["params"]))])
+              for g in header["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    sched.load_state_dict(header["scheduler"])
+    generator.set_state(torch.from_numpy(arrays["generator"].copy()))
+    for k, v in header["history"].items():
+        if hasattr(hist, k):
+            setattr(hist, k, v)
+    best_vals = None
+    if header.get("has_best"):
+        best_vals = [None] * len(order)
+        for j, i in enumerate(order):
+            best_vals[i] = torch.from_numpy(arrays[f"best/{j}"].copy()).to(
+                named[names[j]].device)
+    best = header["best"] if header["best"] is not None else -math.inf
+    return int(header["epoch"]), best, int(header["since_best"]), best_vals
 
 
 class _ParamBuffer:

@@ -11,6 +11,7 @@ and replaces the original only when everything was written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -259,33 +260,84 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     if mode == "new":
         return _atomic_write(path, lambda tmp: _write_new(tmp, objects, module_name, prov,
                                                           subject, session_description,
-                                                          description), copy=False)
+                                                          description), copy=False,
+                             exclusive=not overwrite)
     return _atomic_write(path, lambda tmp: _append(tmp, objects, module_name, description),
                          copy=True)
 
 
-def _atomic_write(path: Path, write, *, copy: bool) -> Path:
+def _atomic_write(path: Path, write, *, copy: bool, exclusive: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path``.
 
     With ``copy=True`` the temporary file starts as a copy of ``path``; otherwise it does not
     exist when ``write`` is called. The temporary file is removed if anything fails, so
     ``path`` is either untouched or completely written.
+
+    Concurrency: with ``exclusive=True`` the file is put in place with a hard link, which fails
+    if another process created ``path`` meanwhile (nothing is clobbered); an update
+    (``copy=True``) holds an exclusive lock on the folder for the whole copy-write-replace, so
+    two processes adding to the same file both land.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if copy:
-            shutil.copy2(path, tmp)
-        else:
-            tmp.unlink()
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _file_lock(path) if copy else contextlib.nullcontext():
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb",
+                                        dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if copy:
+                shutil.copy2(path, tmp)
+            else:
+                tmp.unlink()
+            write(tmp)
+            if exclusive:
+                _place_exclusive(tmp, path)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return path
+
+
+def _place_exclusive(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} was created (by another process?) while this fit was "
+                              "being written; nothing was overwritten. Pass overwrite=True or "
+                              "another path.") from None
+    except OSError:  # a file system without hard links: best effort
+        if path.exists():
+            raise FileExistsError(f"{path} exists; pass overwrite=True.") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive advisory lock on the folder holding ``path`` (POSIX; no-op elsewhere).
+
+    Locking the folder rather than a side file leaves nothing behind; updates of files in one
+    folder are then serialised, which is cheap next to writing an NWB file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - unusual file systems
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def store_fixed_points(path: str | os.PathLike, fixed_points, *,
