@@ -328,6 +328,47 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from .sweep import sweep_from_config
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise CLIError(f"sweep config not found: {path}")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            config = yaml.safe_load(path.read_text())
+        else:
+            config = json.loads(path.read_text())
+    except Exception as err:  # a config the user wrote: say where it is wrong
+        kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
+        raise CLIError(f"{path} is not valid {kind}: {err}") from None
+    if not isinstance(config, dict):
+        raise CLIError(f"{path} must hold a mapping of settings (source, out_dir, search_space, "
+                       "...).")
+    for key in ("out_dir", "address", "backend", "num_samples"):
+        value = getattr(args, key, None)
+        if value is not None:
+            config[key] = value
+    result = sweep_from_config(config)
+    with pd_options():
+        print(result.table.to_string(index=False))
+    best = result.best
+    print(f"\nbest trial: {best.get('trial_id')} ({config.get('metric', 'val_bound')} = "
+          f"{best.get('metric')}); fit: {best.get('nwb_path')}")
+    print(f"summary: {Path(config['out_dir']) / 'summary.csv'}")
+    return 0
+
+
+def pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.max_columns", 12, "display.width", 120)
+
+
 # The main job's settings: full (a few minutes on 2 CPU cores) and --fast (seconds, for tests).
 # Clipped ReLU keeps generated trajectories bounded (a short ReLU fit can diverge) and its
 # fixed points are still found exactly (piecewise linear).
@@ -541,6 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("sweep", help="fits over a search space (seeds, ranks, ...) on Ray")
+    p.add_argument("config", help="JSON or YAML file: source(s), out_dir, search_space, metric, "
+                                  "... (see nwb_lrnn.sweep.sweep_from_config)")
+    p.add_argument("--out-dir", help="overrides the config's out_dir")
+    p.add_argument("--address", help="an existing Ray cluster (default: a local Ray)")
+    p.add_argument("--backend", choices=("ray", "serial"), help="'serial' runs without Ray")
+    p.add_argument("--num-samples", type=int, help="samples of the search space")
+    p.set_defaults(func=_sweep)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_version)

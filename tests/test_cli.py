@@ -279,3 +279,26 @@ def test_sample_eeg_is_package_data():
     p = sample_eeg_path()
     assert p.is_file() and p.stat().st_size == EDF.stat().st_size
     assert p.parent.name == "sample_data" and (p.parent / "README.md").is_file()
+
+
+def test_sweep_from_a_json_config_serial(tmp_path, capsys):
+    import json
+
+    from .nwb_factory import write_nwbfile
+
+    src = write_nwbfile(tmp_path / "s.nwb", seed=3, with_obs_intervals=False)
+    cfg = {"source": str(src), "out_dir": str(tmp_path / "sweep"),
+           "read_kwargs": {"bin_size": 0.1},
+           "search_space": {"random_state": [0, 1]},
+           "fixed_params": {"rank": 1, "n_units": 6, "n_particles": 4, "max_epochs": 1,
+                            "batch_size": 2}}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["sweep", str(path), "--backend", "serial"]) == 0
+    out = capsys.readouterr().out
+    assert "best trial" in out and (tmp_path / "sweep" / "summary.csv").is_file()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["sweep", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "Traceback" not in err
