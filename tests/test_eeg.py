@@ -216,3 +216,18 @@ def test_binned_windows_skip_nan(raw):
     assert np.isfinite(drawn.values).all() and drawn.n_trials == 30
     with pytest.raises(ValueError, match="no window of 5000 bins is free of NaN"):
         data.windows(5000, skip_nan=True)
+
+
+def test_reloaded_eeg_fit_generates_volts(tmp_path):
+    """write_nwb -> read_fit keeps the z-scoring, so sample_raw gives EEG channels in volts."""
+    from nwb_lrnn.io import read_fit, write_nwb
+
+    raw = mne.io.read_raw_edf(EDF, preload=True, verbose="error").crop(0, 20)
+    est = _tiny().fit(raw, picks="eeg")
+    path = write_nwb(est, tmp_path / "eeg_fit.nwb", include=("model",))
+    back = read_fit(path)
+    assert getattr(back, "zscore_", None) is not None
+    a = est.sample_raw(200, random_state=3)
+    b = back.sample_raw(200, random_state=3)
+    assert set(b.get_channel_types()) == {"eeg"}
+    assert np.allclose(a.get_data(), b.get_data(), rtol=1e-5, atol=1e-12)

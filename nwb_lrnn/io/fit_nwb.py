@@ -249,6 +249,9 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     if "latents" in include and data is None:
         logger.info("no data given: posterior latents are not written")
     prov = _provenance(data) if data is not None else {}
+    zs = getattr(estimator, "zscore_", None)
+    if zs is not None and "zscore" not in prov:  # an EEG fit: how to get volts back
+        prov = {**prov, "zscore": zs, "sfreq": 1.0 / float(estimator.bin_size_)}
     exported = export_fit(estimator)
     description = (f"Stochastic low-rank RNN (rank {estimator.model_config_.rank}, "
                    f"{estimator.model_config_.n_units} units, "
@@ -580,9 +583,17 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
     from ..estimator import import_fit
 
     try:
-        return import_fit(exported, device=device)
+        est = import_fit(exported, device=device)
     except (ValueError, KeyError, TypeError) as err:
         raise FitFileError(f"{path}: {err}") from None
+    # an EEG fit: the z-scoring of its data, so that sample_raw returns volts again
+    src = read_fit_source(path, module_name=module_name)
+    zs = src.get("zscore") if isinstance(src, dict) else None
+    if isinstance(zs, dict) and {"mean", "std"} <= set(zs):
+        mean, std = np.asarray(zs["mean"], float), np.asarray(zs["std"], float)
+        if mean.shape == std.shape == (est.model_config_.n_channels,):
+            est.zscore_ = {"mean": mean.tolist(), "std": std.tolist()}
+    return est
 
 
 def _find_model_group(f, path, module_name):
