@@ -61,3 +61,22 @@ def test_hann_smooth_keeps_constant_and_length():
     x = np.ones((100, 2))
     np.testing.assert_allclose(metrics.hann_smooth(x, 15), x)
     assert metrics.hann_smooth(np.random.default_rng(0).normal(size=100), 15).shape == (100,)
+
+
+def test_eeg_scores_follow_the_paper_settings():
+    from nwb_lrnn import LowRankRNN
+
+    rng = np.random.default_rng(0)
+    est = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) / 8,
+                                     C=rng.normal(size=(4, 2)), d=np.zeros(4), noise_x=0.3,
+                                     nonlinearity="tanh", decay=0.9)
+    data = est.sample(1, 3000, burn_in=500, random_state=5).values[0]
+    data = (data - data.mean(0)) / data.std(0)
+    s = metrics.eeg_scores(est, metrics.hann_smooth(data, 15), n_steps=3000, burn_in=500,
+                           n_samples=200)
+    assert s["finite"] and 0 <= s["dh"] < 0.2 and np.isfinite(s["dstsp"])
+    # a model that diverges gets NaN scores, not an exception
+    wild = LowRankRNN.from_parameters(U=np.eye(2), V=3 * np.eye(2), h=-np.ones(2), decay=0.9,
+                                      C=np.eye(2), d=np.zeros(2), noise_x=0.1)
+    bad = metrics.eeg_scores(wild, data[:, :2], n_steps=500, burn_in=100, n_samples=50)
+    assert not bad["finite"] and np.isnan(bad["dh"])
