@@ -128,7 +128,13 @@ def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_point
     ax.set_ylim(limits[2], limits[3])
     ax.set_xlabel(f"z{i + 1}")
     ax.set_ylabel(f"z{j + 1}")
-    ax.set_title("Flow field of the latent dynamics")
+    if R > 2:
+        others = [k for k in range(R) if k not in (i, j)]
+        held = ", ".join(f"z{k + 1} = {ref[k]:.2g}" for k in others)
+        ax.set_title(f"Flow field in the (z{i + 1}, z{j + 1}) plane ({held});\n"
+                     f"fixed points of all {R} dimensions projected", fontsize=10)
+    else:
+        ax.set_title("Flow field of the latent dynamics")
     fig.tight_layout()
     return fig
 
