@@ -589,7 +589,7 @@ class LowRankRNN:
     def transform(self, data: BinnedData | np.ndarray, *, picks: Any = None,
                   return_std: bool = False, smoothed: bool = True,
                   n_particles: int | None = None, random_state: Any = None,
-                  return_raw: bool = False, verbose: Any = None) -> Any:
+                  n_runs: int = 1, return_raw: bool = False, verbose: Any = None) -> Any:
         """Posterior latents of ``data``.
 
         Parameters
@@ -608,6 +608,12 @@ class LowRankRNN:
             Particles for this call (default: as in training).
         random_state : int, optional
             Seed of the filter (default: the fit's seed, so repeated calls agree).
+        n_runs : int
+            Independent filter runs to combine (mean of the means; SD from the within-run
+            variance plus the variance between runs). With one run the smoothed SD collapses
+            towards 0 far from the end of a sequence, because resampling leaves few distinct
+            ancestral paths (path degeneracy); several runs, or ``smoothed=False``, give an
+            honest spread.
         return_raw : bool
             Return the latents as an ``mne.io.RawArray`` (one trial only) of ``rank`` 'misc'
             channels named ``latent_0``, ``latent_1``..., at the data's sampling rate, with
@@ -631,15 +637,23 @@ class LowRankRNN:
         if return_raw and data.n_trials != 1:
             raise ValueError(f"return_raw=True gives one continuous RawArray, but the data have "
                              f"{data.n_trials} trials (epochs); use return_raw=False.")
-        means, stds = [], []
-        for res in self._filter(data, n_particles, random_state, return_particles=True):
-            if smoothed:
-                mu, sd = res.smoothed_mean_std()
-            else:
-                mu, sd = res.filtering_mean(), res.filtering_std()
-            means.append(mu.cpu().numpy())
-            stds.append(sd.cpu().numpy())
-        mean = np.concatenate(means)
+        n_runs = check_int("n_runs", n_runs, min_value=1)
+        base_seed = _seed_from(random_state if random_state is not None else self.random_seed_)
+        run_means, run_vars = [], []
+        for r in range(n_runs):
+            means, stds = [], []
+            for res in self._filter(data, n_particles, base_seed + r, return_particles=True):
+                if smoothed:
+                    mu, sd = res.smoothed_mean_std()
+                else:
+                    mu, sd = res.filtering_mean(), res.filtering_std()
+                means.append(mu.cpu().numpy())
+                stds.append(sd.cpu().numpy())
+            run_means.append(np.concatenate(means))
+            run_vars.append(np.concatenate(stds) ** 2)
+        mean = np.mean(run_means, axis=0)
+        var = np.mean(run_vars, axis=0) + (np.var(run_means, axis=0) if n_runs > 1 else 0.0)
+        stds = [np.sqrt(var)]
         if return_raw:
             mean_raw = self._latents_raw(mean[0], data)
             return (mean_raw, self._latents_raw(np.concatenate(stds)[0], data)) \

@@ -75,8 +75,9 @@ def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
              "VSMC bound per time step after each epoch (higher is better).")
     if latents is not None:
         save(viz.plot_latents(latents, spread, bin_size=est.bin_size_), "latents.png",
-             "Posterior latents", "Smoothed posterior mean of the latents with ±2 SD across "
-             "particles (first trial).")
+             "Posterior latents", "Smoothed posterior mean of the latents with ±2 SD (first "
+             "trial); the SD combines 4 independent particle-filter runs, since one run's "
+             "ancestral paths coalesce far from the end of a sequence.")
     fp = None
     if fixed_points == "auto":
         try:

@@ -430,7 +430,7 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
     if data is not None:
         data = est._as_data(data)
     if "latents" in include and data is not None:
-        mean, sd = est.transform(data, return_std=True)
+        mean, sd = est.transform(data, return_std=True, n_runs=4)
         d, ts, idx = _concat_trials(mean, data.start_times, bin_size)
         s, _, _ = _concat_trials(sd, data.start_times, bin_size)
         objects.append(_cls("PosteriorLatents")(
