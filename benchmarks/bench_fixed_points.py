@@ -66,7 +66,7 @@ def main() -> None:
         return
     cases = CASES[:1] + CASES[4:5] if a.quick else CASES
     print(f"{'network':<22}{'method':>8}{'time s':>9}{'ref s':>8}{'speed-up':>10}{'peak MiB':>10}"
-          f"{'solves':>12}{'Zaslavsky':>12}{'fixed points':>28}")
+          f"{'solves':>12}{'Zaslavsky':>14}  fixed points")
     for nl, N, R in cases:
         out = subprocess.run([sys.executable, __file__, "--case", f"{nl},{N},{R}", "--seed",
                               str(a.seed), "--method", a.method], capture_output=True, text=True)
@@ -82,7 +82,7 @@ def main() -> None:
         found = f"{r['n_fp']} ({types})"
         print(f"{nl + f' ({N}, {R})':<22}{r['method']:>8}{r['seconds']:>9.3f}"
               f"{(ref or float('nan')):>8.2f}{ratio:>10}{r['peak_mib']:>10.0f}"
-              f"{r['n_solves']:>12}{r['zaslavsky']:>12}{found:>28}")
+              f"{r['n_solves']:>12}{r['zaslavsky']:>14}  {found}")
 
 
 if __name__ == "__main__":
