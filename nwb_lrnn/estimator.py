@@ -615,9 +615,10 @@ class LowRankRNN:
             ancestral paths (path degeneracy); several runs, or ``smoothed=False``, give an
             honest spread.
         return_raw : bool
-            Return the latents as an ``mne.io.RawArray`` (one trial only) of ``rank`` 'misc'
-            channels named ``latent_0``, ``latent_1``..., at the data's sampling rate, with
-            its ``meas_date`` and ``first_samp``.
+            Return the latents as MNE objects of ``rank`` 'misc' channels named ``latent_0``,
+            ``latent_1``... at the data's sampling rate: an ``mne.io.RawArray`` for one trial
+            (with its ``meas_date`` and ``first_samp``), an ``mne.EpochsArray`` for several
+            (events at the trials' start times; ``tmin`` 0).
         verbose : bool | str | int | None
             MNE verbosity while reading MNE input.
 
@@ -634,9 +635,6 @@ class LowRankRNN:
         self._check_fitted("transform")
         data = self._as_data(data, picks=picks, verbose=verbose)
         self._check_compatible(data)
-        if return_raw and data.n_trials != 1:
-            raise ValueError(f"return_raw=True gives one continuous RawArray, but the data have "
-                             f"{data.n_trials} trials (epochs); use return_raw=False.")
         n_runs = check_int("n_runs", n_runs, min_value=1)
         base_seed = _seed_from(random_state if random_state is not None else self.random_seed_)
         run_means, run_vars = [], []
@@ -655,10 +653,31 @@ class LowRankRNN:
         var = np.mean(run_vars, axis=0) + (np.var(run_means, axis=0) if n_runs > 1 else 0.0)
         stds = [np.sqrt(var)]
         if return_raw:
-            mean_raw = self._latents_raw(mean[0], data)
-            return (mean_raw, self._latents_raw(np.concatenate(stds)[0], data)) \
-                if return_std else mean_raw
+            if data.n_trials == 1:
+                mean_raw = self._latents_raw(mean[0], data)
+                return (mean_raw, self._latents_raw(np.concatenate(stds)[0], data)) \
+                    if return_std else mean_raw
+            mean_ep = self._latents_epochs(mean, data)
+            return (mean_ep, self._latents_epochs(np.concatenate(stds), data)) \
+                if return_std else mean_ep
         return (mean, np.concatenate(stds)) if return_std else mean
+
+    @staticmethod
+    def _latents_epochs(latents: np.ndarray, data: BinnedData) -> Any:
+        """(trials, time, rank) latents as an mne EpochsArray of 'misc' channels."""
+        from .io.mne import _import_mne
+
+        mne = _import_mne()
+        sfreq = 1.0 / data.bin_size
+        names = [f"latent_{r}" for r in range(latents.shape[2])]
+        info = mne.create_info(names, sfreq, "misc")
+        starts = np.asarray(data.start_times, dtype=float)
+        events = np.column_stack([np.round(starts * sfreq).astype(int),
+                                  np.zeros(len(starts), int),
+                                  np.asarray(data.trials.get("event_code",
+                                                             np.ones(len(starts))), int)])
+        return mne.EpochsArray(np.transpose(latents, (0, 2, 1)).astype(np.float64), info,
+                               events=events, tmin=0.0, verbose=False)
 
     @staticmethod
     def _latents_raw(latents: np.ndarray, data: BinnedData) -> Any:

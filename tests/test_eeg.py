@@ -231,3 +231,13 @@ def test_reloaded_eeg_fit_generates_volts(tmp_path):
     b = back.sample_raw(200, random_state=3)
     assert set(b.get_channel_types()) == {"eeg"}
     assert np.allclose(a.get_data(), b.get_data(), rtol=1e-5, atol=1e-12)
+
+
+def test_transform_epochs_gives_epochs_array(fitted, short):
+    epochs = mne.make_fixed_length_epochs(short, duration=1.0, verbose="error").load_data()
+    lat = fitted.transform(epochs)
+    ep = fitted.transform(epochs, return_raw=True)
+    assert isinstance(ep, mne.BaseEpochs) and len(ep) == len(epochs)
+    assert ep.ch_names == ["latent_0", "latent_1"] and ep.info["sfreq"] == epochs.info["sfreq"]
+    np.testing.assert_allclose(ep.get_data(), np.transpose(lat, (0, 2, 1)), rtol=1e-6,
+                               atol=1e-6)
