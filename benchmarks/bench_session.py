@@ -95,6 +95,7 @@ def main() -> None:
 
         data = stage("read_nwb (20 ms bins)", lambda: read_nwb(src, bin_size=0.02))
         est = LowRankRNN(rank=2, n_units=64, observation="poisson", proposal="encoder",
+                         nonlinearity="clipped_relu",
                          n_particles=32, window=200, batch_size=16, steps_per_epoch=50,
                          max_epochs=epochs, random_state=0, verbose=False)
         stage(f"fit ({epochs} epochs × 50 steps)", lambda: est.fit(data))

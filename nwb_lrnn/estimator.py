@@ -30,6 +30,12 @@ class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit`` (or ``from_parameters``)."""
 
 
+_DIVERGED = ("the generated latents diverged (|z| became infinite {where} of {n}): the model's "
+             "dynamics are unstable (an unstable fixed point with no bounded attractor). "
+             "Generate fewer steps, refit longer, or use a bounded nonlinearity such as "
+             "'clipped_relu' or 'tanh'; find_fixed_points(est) shows the unstable directions.")
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     if isinstance(device, torch.device):
         return device
@@ -774,16 +780,17 @@ class LowRankRNN:
         elif inputs is not None:
             raise ValueError("inputs were given but the model was fitted without inputs.")
         gen = _generator(_seed_from(random_state), self.device_)
-        z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen, burn_in=burn_in)
+        try:
+            z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen,
+                                      burn_in=burn_in)
+        except RuntimeError as err:  # e.g. Poisson counts drawn from infinite rates
+            if "rate" not in str(err):
+                raise
+            raise ValueError(_DIVERGED.format(where="before the last step", n=n_time)) from None
         bad = ~torch.isfinite(z).all(-1)
         if bool(bad.any()):
             t = int(bad.any(0).nonzero()[0])
-            raise ValueError(
-                f"the generated latents diverged (|z| became infinite at step {t} of "
-                f"{n_time}): the model's dynamics are unstable (an unstable fixed point with "
-                "no bounded attractor). Generate fewer steps, refit longer, or use a bounded "
-                "nonlinearity such as 'clipped_relu' or 'tanh'; find_fixed_points(est) shows "
-                "the unstable directions.")
+            raise ValueError(_DIVERGED.format(where=f"at step {t}", n=n_time))
         out = BinnedData(y.cpu().numpy(), self.bin_size_, self.kind_,
                          inputs=None if u is None else arr[:, burn_in:],
                          channel_names=self.channel_names_,

@@ -227,3 +227,14 @@ def test_smoothed_spread_from_several_runs_is_not_degenerate():
     early = slice(0, 100)
     assert many[0, early].mean() > 2 * one[0, early].mean()
     assert many[0, early].mean() < 1.2 * filt[0, early].mean()   # smoothing narrows, not widens
+
+
+def test_divergent_generation_is_a_clear_error():
+    """An unstable network's samples blow up: one clear ValueError, Gaussian or Poisson."""
+    kw = dict(U=np.eye(2), V=3 * np.eye(2), h=-np.ones(2), decay=0.9)
+    for extra in ({"C": np.eye(2), "d": np.zeros(2), "noise_x": 0.1},
+                  {"observation": "poisson", "C": 0.1 * np.eye(2), "d": np.zeros(2),
+                   "bin_size": 0.02}):
+        est = LowRankRNN.from_parameters(**kw, **extra)
+        with pytest.raises(ValueError, match="diverged.*unstable"):
+            est.sample(1, 2000)
