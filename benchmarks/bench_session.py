@@ -11,6 +11,11 @@ structure to find), then times each stage in one process and prints time and pea
 
     python benchmarks/bench_session.py            # 20 epochs
     python benchmarks/bench_session.py --quick    # 10 minutes of data, 2 epochs
+
+Measured (2-core VM, 1 thread, 2.18 M spikes): read_nwb 0.7 s; fit 160 s (20 × 50 steps of
+16 windows × 200 bins, K = 32); transform of all 180 000 bins 24 s; sampling one hour 5 s;
+fixed points 0.04 s; write_nwb 120 s (it stores latents with the spread of 4 filter runs and
+generated data); peak RSS 2.3 GiB (at write_nwb; 0.9 GiB after the fit).
 """
 
 from __future__ import annotations
