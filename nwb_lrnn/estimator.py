@@ -657,16 +657,16 @@ class LowRankRNN:
             run_vars.append(np.concatenate(stds) ** 2)
         mean = np.mean(run_means, axis=0)
         var = np.mean(run_vars, axis=0) + (np.var(run_means, axis=0) if n_runs > 1 else 0.0)
-        stds = [np.sqrt(var)]
+        std = np.sqrt(var)
         if return_raw:
             if data.n_trials == 1:
                 mean_raw = self._latents_raw(mean[0], data)
-                return (mean_raw, self._latents_raw(np.concatenate(stds)[0], data)) \
+                return (mean_raw, self._latents_raw(std[0], data)) \
                     if return_std else mean_raw
             mean_ep = self._latents_epochs(mean, data)
-            return (mean_ep, self._latents_epochs(np.concatenate(stds), data)) \
+            return (mean_ep, self._latents_epochs(std, data)) \
                 if return_std else mean_ep
-        return (mean, np.concatenate(stds)) if return_std else mean
+        return (mean, std) if return_std else mean
 
     @staticmethod
     def _latents_epochs(latents: np.ndarray, data: BinnedData) -> Any:

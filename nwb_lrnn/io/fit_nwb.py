@@ -368,20 +368,14 @@ def store_fixed_points(path: str | os.PathLike, fixed_points, *,
     ------
     FileNotFoundError, FitFileError
     """
-    import h5py
-
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"fit file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
+    f = _open_fit_file(path)
     with f:
         module = _find_model_group(f, path, module_name).parent.name.rsplit("/", 1)[-1]
     table = _fixed_point_table(fixed_points)
 
     def write(tmp: Path) -> None:
+        import h5py
         from pynwb import NWBHDF5IO
 
         with h5py.File(tmp, "a") as h:
@@ -407,14 +401,26 @@ def read_fit_source(path: str | os.PathLike, *, module_name: str | None = None) 
     -------
     dict (empty when the file records no source).
     """
+    path = Path(path).expanduser()
+    with _open_fit_file(path) as f:
+        return _source_of(_find_model_group(f, path, module_name))
+
+
+def _open_fit_file(path: Path):
+    """Open a fit file read-only, with errors that name it."""
     import h5py
 
-    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"fit file not found: {path}")
-    with h5py.File(path, "r") as f:
-        g = _find_model_group(f, path, module_name)
-        raw = g.attrs.get("source", "{}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
+
+
+def _source_of(group) -> dict:
+    """The model group's ``source`` attribute as a dict (empty when absent or unreadable)."""
+    raw = group.attrs.get("source", "{}")
     raw = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
         out = json.loads(raw)
@@ -568,18 +574,12 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
     ------
     FileNotFoundError, FitFileError
     """
-    import h5py
-
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"fit file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
+    f = _open_fit_file(path)
     with f:
         group = _find_model_group(f, path, module_name)
         exported = _read_model_group(group, path)
+        src = _source_of(group)
     from ..estimator import import_fit
 
     try:
@@ -587,8 +587,7 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
     except (ValueError, KeyError, TypeError) as err:
         raise FitFileError(f"{path}: {err}") from None
     # an EEG fit: the z-scoring of its data, so that sample_raw returns volts again
-    src = read_fit_source(path, module_name=module_name)
-    zs = src.get("zscore") if isinstance(src, dict) else None
+    zs = src.get("zscore")
     if isinstance(zs, dict) and {"mean", "std"} <= set(zs):
         mean, std = np.asarray(zs["mean"], float), np.asarray(zs["std"], float)
         if mean.shape == std.shape == (est.model_config_.n_channels,):
