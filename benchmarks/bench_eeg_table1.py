@@ -70,17 +70,19 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
 def evaluate(est, refs: dict[str, np.ndarray], *, seed: int, n_steps: int,
              n_samples: int) -> dict[str, float]:
-    """D_stsp and D_H of one fit against each reference array (time, channels)."""
+    """D_stsp (exact and as published) and D_H of one fit against each reference array."""
     from nwb_lrnn.metrics import dstsp, hann_smooth, hellinger_spectrum
 
     gen = est.sample(1, n_steps, burn_in=BURN_IN, random_state=seed).values[0]
     if not np.isfinite(gen).all():
-        return {f"{k}_{name}": float("nan") for name in refs for k in ("dstsp", "dh")}
+        return {f"{k}_{name}": float("nan") for name in refs for k in ("dstsp", "dpub", "dh")}
     gen = zscore(hann_smooth(gen, 15))
     out = {}
     for name, ref in refs.items():
-        out[f"dstsp_{name}"] = dstsp(ref, gen, sigma=1.0, n_samples=n_samples,
-                                     max_time=EVAL_STEPS, random_state=seed)
+        for key, drop in (("dstsp", False), ("dpub", True)):
+            out[f"{key}_{name}"] = dstsp(ref, gen, sigma=1.0, n_samples=n_samples,
+                                         max_time=EVAL_STEPS, random_state=seed,
+                                         drop_underflow=drop)
         out[f"dh_{name}"] = hellinger_spectrum(ref, gen, smoothing=20.0)
     return out
 
@@ -104,11 +106,17 @@ def main(argv: list[str] | None = None) -> int:
                              "smoothed array the evaluation uses")
     parser.add_argument("--lr-final", type=float, default=1e-6,
                         help="learning rate after the last epoch (exponential decay)")
+    parser.add_argument("--optimizer", choices=("adam", "radam"), default="adam",
+                        help="the reference trains with RAdam")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (2 seeds, 3 epochs, N=64) to check the pipeline")
     parser.add_argument("--json", type=pathlib.Path, default=None,
-                        help="also write the per-seed results here")
+                        help="also write the per-seed results here (updated after each fit)")
+    parser.add_argument("--save-dir", type=pathlib.Path, default=None,
+                        help="write each fitted model to DIR/eeg_table1_seed<N>.nwb")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the fits saved in --save-dir instead of fitting")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -120,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     n_units = args.units or (64 if args.quick else 512)
     steps = args.steps_per_epoch or (10 if args.quick else 50)
     n_samples = 200 if args.quick else 1000
-    n_steps = 2000 if args.quick else EVAL_STEPS
+    # the reference generates as many steps as the evaluation data has (at most 10 000)
+    n_steps = 2000 if args.quick else min(EVAL_STEPS, len(np.load(
+        find_file("EEG_data_smoothed.npy"), mmap_mode="r")))
 
     edf = find_file("S001R01.edf")
     data = preprocess_eeg_paper(edf, verbose="error")
@@ -137,35 +147,54 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.abs(ours - published).max():.2e}")
     print(f"settings: rank 3, N={n_units}, clipped_relu, K=10, optimal proposal, window 50, "
           f"batch 10, {steps} steps/epoch, {epochs} epochs, lr {args.lr:g} -> "
-          f"{args.lr_final:g}, noise {args.noise_cov}, grad clip {args.grad_clip}, trained on "
+          f"{args.lr_final:g}, {args.optimizer}, noise {args.noise_cov}, grad clip "
+          f"{args.grad_clip}, trained on "
           f"the {args.train_data} data, {args.threads} torch thread(s)")
     print(f"evaluation: drop {BURN_IN} steps, {n_steps} generated steps, Hann 15 + z-score, "
           f"D_stsp sigma=1 ({n_samples} MC samples, <= {EVAL_STEPS} steps), D_H sigma=20\n")
 
     rows = []
     header = (f"{'seed':>4} {'epochs':>6} {'fit s':>8} {'s/epoch':>8} {'bound':>8} "
-              f"{'Dstsp pap':>9} {'D_H pap':>8} {'Dstsp our':>9} {'D_H our':>8}")
+              f"{'Dstsp pap':>9} {'Dpub pap':>8} {'D_H pap':>8} "
+              f"{'Dstsp our':>9} {'Dpub our':>8} {'D_H our':>8}")
     print(header, flush=True)
     for seed in range(args.first_seed, args.first_seed + seeds):
-        est = LowRankRNN(rank=3, n_units=n_units, observation="gaussian",
-                         nonlinearity="clipped_relu", n_particles=10, proposal="optimal",
-                         max_epochs=epochs, learning_rate=args.lr, lr_final=args.lr_final,
-                         batch_size=10, steps_per_epoch=steps, window=50, device="cpu",
-                         noise_cov=args.noise_cov, grad_clip=args.grad_clip,
-                         random_state=seed, verbose=False)
-        t0 = time.perf_counter()
-        est.fit(train)
-        fit_s = time.perf_counter() - t0
+        saved = args.save_dir / f"eeg_table1_seed{seed}.nwb" if args.save_dir else None
+        if args.rescore:
+            if saved is None or not saved.exists():
+                sys.exit(f"--rescore needs the fit of seed {seed} in --save-dir ({saved})")
+            from nwb_lrnn.io import read_fit
+
+            est, fit_s = read_fit(saved), float("nan")
+        else:
+            est = LowRankRNN(rank=3, n_units=n_units, observation="gaussian",
+                             nonlinearity="clipped_relu", n_particles=10, proposal="optimal",
+                             max_epochs=epochs, learning_rate=args.lr, lr_final=args.lr_final,
+                             batch_size=10, steps_per_epoch=steps, window=50, device="cpu",
+                             noise_cov=args.noise_cov, grad_clip=args.grad_clip,
+                             optimizer=args.optimizer, random_state=seed, verbose=False)
+            t0 = time.perf_counter()
+            est.fit(train)
+            fit_s = time.perf_counter() - t0
+            if saved is not None:
+                from nwb_lrnn.io import write_nwb
+
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                write_nwb(est, saved, include=("model",), overwrite=True)
         t1 = time.perf_counter()
         scores = evaluate(est, refs, seed=seed, n_steps=n_steps, n_samples=n_samples)
         eval_s = time.perf_counter() - t1
-        row = {"seed": seed, "epochs": len(est.history_.train_bound), "fit_s": fit_s,
-               "eval_s": eval_s, "s_per_epoch": fit_s / max(1, len(est.history_.train_bound)),
-               "final_bound": est.history_.train_bound[-1], **scores}
+        n_ep = len(est.history_.train_bound) if est.history_ is not None else epochs
+        bound = est.history_.train_bound[-1] if est.history_ is not None else float("nan")
+        row = {"seed": seed, "epochs": n_ep, "fit_s": fit_s, "eval_s": eval_s,
+               "s_per_epoch": fit_s / max(1, n_ep), "final_bound": bound, **scores}
         rows.append(row)
         print(f"{seed:>4} {row['epochs']:>6} {fit_s:>8.1f} {row['s_per_epoch']:>8.2f} "
-              f"{row['final_bound']:>8.3f} {row['dstsp_paper']:>9.3f} {row['dh_paper']:>8.4f} "
-              f"{row['dstsp_ours']:>9.3f} {row['dh_ours']:>8.4f}", flush=True)
+              f"{bound:>8.3f} {row['dstsp_paper']:>9.3f} {row['dpub_paper']:>8.3f} "
+              f"{row['dh_paper']:>8.4f} {row['dstsp_ours']:>9.3f} {row['dpub_ours']:>8.3f} "
+              f"{row['dh_ours']:>8.4f}", flush=True)
+        if args.json is not None:
+            args.json.write_text(json.dumps(rows, indent=1))
 
     def med(key: str) -> float:
         return float(np.nanmedian([r[key] for r in rows]))
@@ -176,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nmedian over seeds (MAD):")
     for name in ("paper", "ours"):
-        ds, dh = med(f"dstsp_{name}"), med(f"dh_{name}")
-        print(f"  vs {name:<5}: D_stsp {ds:.3f} ({mad(f'dstsp_{name}'):.3f}), ratio to "
-              f"reference {ds / REF_DSTSP:.2f} | D_H {dh:.4f} ({mad(f'dh_{name}'):.4f}), "
+        ds, dp, dh = med(f"dstsp_{name}"), med(f"dpub_{name}"), med(f"dh_{name}")
+        print(f"  vs {name:<5}: D_stsp {ds:.3f} ({mad(f'dstsp_{name}'):.3f}) | D_stsp as "
+              f"published {dp:.3f} ({mad(f'dpub_{name}'):.3f}), ratio to reference "
+              f"{dp / REF_DSTSP:.2f} | D_H {dh:.4f} ({mad(f'dh_{name}'):.4f}), "
               f"ratio {dh / REF_DH:.2f}")
     fit_h = med("fit_s") / 3600
     per_epoch = med("s_per_epoch")

@@ -143,7 +143,11 @@ class LowRankRNN:
         'auto': 'optimal' for Gaussian observations, 'encoder' for Poisson.
     max_epochs : int
     learning_rate, lr_final : float
-        Adam's initial learning rate, decayed exponentially to ``lr_final`` (None: constant).
+        The optimiser's initial learning rate, decayed exponentially to ``lr_final``
+        (None: constant).
+    optimizer : {'adam', 'radam'}
+        Adam, or rectified Adam (Adam with a warm-up of the adaptive step; the paper's
+        reference code uses it).
     batch_size : int
     steps_per_epoch : int | None
         Optimiser steps per epoch (None: one pass over the trials).
@@ -202,7 +206,8 @@ class LowRankRNN:
     def __init__(self, rank: int = 2, n_units: int = 64, *, observation: str = "auto",
                  nonlinearity: str | dict | Nonlinearity = "relu", n_particles: int = 32,
                  proposal: str = "auto", max_epochs: int = 200, learning_rate: float = 1e-2,
-                 lr_final: float | None = 1e-3, batch_size: int = 16,
+                 lr_final: float | None = 1e-3, optimizer: str = "adam",
+                 batch_size: int = 16,
                  steps_per_epoch: int | None = None, window: int | None = None,
                  validation_fraction: float = 0.0, patience: int | None = None,
                  grad_clip: float | None = 10.0, resampling: str = "systematic",
@@ -221,6 +226,7 @@ class LowRankRNN:
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
         self.lr_final = lr_final
+        self.optimizer = optimizer
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.window = window
@@ -316,7 +322,7 @@ class LowRankRNN:
                            lr_final=self.lr_final, grad_clip=self.grad_clip,
                            batch_size=self.batch_size, max_epochs=self.max_epochs,
                            steps_per_epoch=self.steps_per_epoch, window=self.window,
-                           patience=self.patience)
+                           patience=self.patience, optimizer=self.optimizer)
         check_int("encoder_kernel", self.encoder_kernel, min_value=1)
         check_int("encoder_hidden", self.encoder_hidden, min_value=1)
         return mcfg, tcfg, prop

@@ -147,6 +147,37 @@ def test_nan_guard_restores_last_good_parameters():
 
 
 # ----------------------------------------------------------------------------- bad input
+def test_radam_fits_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from nwb_lrnn.inference import training
+    data = oscillator_teacher(6, 2).sample(4, 30, random_state=0)
+    kw = dict(rank=2, n_units=6, n_particles=4, verbose=False, random_state=3,
+              learning_rate=0.02, lr_final=0.002)
+    adam = LowRankRNN(max_epochs=4, **kw).fit(data).parameters_
+    full = LowRankRNN(max_epochs=4, optimizer="radam", **kw).fit(data)
+    # another optimiser, another path (RAdam's first steps are momentum-SGD steps)
+    assert not np.allclose(full.parameters_["U"], adam["U"])
+    assert np.isfinite(full.history_.train_bound).all()
+    # stopped after 2 epochs, then resumed: the optimiser state comes back with the checkpoint
+    ckpt = tmp_path / "radam.npz"
+    save = training._save_checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(path, epoch, *args, **kwargs):
+        save(path, epoch, *args, **kwargs)
+        if epoch == 2:
+            raise Stop
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        LowRankRNN(max_epochs=4, optimizer="radam", **kw).fit(data, checkpoint=ckpt)
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    resumed = LowRankRNN(max_epochs=4, optimizer="radam", **kw).fit(
+        data, checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(resumed.parameters_["U"], full.parameters_["U"])
+
+
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(rank=0), ValueError, "rank must be >= 1, got 0"),
     (dict(rank=9, n_units=8), ValueError, r"rank must be between 1 and n_units \(8\), got 9"),
@@ -162,6 +193,7 @@ def test_nan_guard_restores_last_good_parameters():
     (dict(device="tpu"), ValueError, "device"),
     (dict(ess_threshold=1.5), ValueError, "ess_threshold must be <= 1"),
     (dict(window=500), ValueError, r"window \(500\) must be <="),
+    (dict(optimizer="sgd"), ValueError, r"'optimizer'.*'adam', 'radam'.*got 'sgd'"),
 ])
 def test_bad_settings_raise_clear_errors(kwargs, exc, match):
     data = oscillator_teacher(8, 2).sample(2, 20, random_state=0)

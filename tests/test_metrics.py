@@ -30,6 +30,26 @@ def test_dstsp_binned_and_chunking_agree():
         metrics.dstsp(a, rng.normal(size=(10, 3)))
 
 
+def test_dstsp_drop_underflow_leaves_out_draws_far_from_every_generated_point():
+    # recorded data in two clusters 30 σ apart; the generated data cover only the first one
+    rng = np.random.default_rng(2)
+    far = np.array([30.0, 0.0])
+    a = np.concatenate([rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) + far])
+    b = rng.normal(size=(1000, 2))
+    exact = metrics.dstsp(a, b, random_state=0, n_samples=400)
+    dropped = metrics.dstsp(a, b, random_state=0, n_samples=400, drop_underflow=True)
+    # exact: half the draws sit ~30 σ from every generated point (log ratio ~ 30²/2)
+    assert exact > 100
+    # the paper's code keeps only the draws near the shared cluster, where p_true = p_gen / 2
+    assert dropped == pytest.approx(np.log(0.5), abs=0.15)
+    # when nothing underflows the two agree exactly
+    c = rng.normal(size=(1000, 2)) + 0.5
+    assert metrics.dstsp(a[:500], c, random_state=1, drop_underflow=True) == pytest.approx(
+        metrics.dstsp(a[:500], c, random_state=1), rel=1e-12)
+    # nothing left to average: NaN, not an error
+    assert np.isnan(metrics.dstsp(a[500:], b, random_state=0, drop_underflow=True))
+
+
 def test_hellinger_spectrum():
     t = np.arange(4000) / 100.0
     rng = np.random.default_rng(0)
@@ -75,6 +95,7 @@ def test_eeg_scores_follow_the_paper_settings():
     s = metrics.eeg_scores(est, metrics.hann_smooth(data, 15), n_steps=3000, burn_in=500,
                            n_samples=200)
     assert s["finite"] and 0 <= s["dh"] < 0.2 and np.isfinite(s["dstsp"])
+    assert s["dstsp_published"] <= s["dstsp"] + 1e-12
     # a model that diverges gets NaN scores, not an exception
     wild = LowRankRNN.from_parameters(U=np.eye(2), V=3 * np.eye(2), h=-np.ones(2), decay=0.9,
                                       C=np.eye(2), d=np.zeros(2), noise_x=0.1)

@@ -21,6 +21,9 @@ import torch
 
 __all__ = ["EncoderPoissonLoop", "OptimalLoop"]
 
+# temporaries of the vectorised parts of a backward pass hold about this many numbers
+_BLOCK_ELEMENTS = 2**16
+
 
 def _buffers(z0: torch.Tensor, steps: int):
     """Per-step storage of the forward pass: resampled particles, means, ancestors, weights."""
@@ -132,6 +135,12 @@ class EncoderPoissonLoop(torch.autograd.Function):
     Inputs: z0 (K, B, R); U_t, V (R, N); drive (N,); decay; A, G (T-1, B, R);
     c, beta (T-1, K, B, R); C (n_ch, R); d (n_ch,); y (T-1, B, n_ch); half_sq (T-1, K, B);
     logw0 (K, B); then φ, link, Δ, resampler, generator (not differentiated).
+
+    Only the time recursion is done step by step: the forward pass keeps z_t and η_t, and the
+    backward pass computes everything that does not depend on the recursion (the likelihood's
+    gradients, the readout's, the r terms) for all steps at once, and accumulates the
+    transition's parameter gradients in blocks of steps, so each step costs a few small
+    operations (a step of this loop is bound by per-operation overhead, not arithmetic).
     """
 
     @staticmethod
@@ -140,72 +149,109 @@ class EncoderPoissonLoop(torch.autograd.Function):
         K, B, R = z0.shape
         steps = c.shape[0]
         KB = K * B
-        zp_all, m_all, anc_all, out = _buffers(z0, steps)
         n_ch = C.shape[0]
-        # keep the rates for the backward pass unless that would take much memory
-        rates = z0.new_empty(steps, K, B, n_ch) if steps * KB * n_ch <= 2**24 else None
-        z, lw = z0, logw0
+        zp_all, m_all = z0.new_empty(steps, KB, R), z0.new_empty(steps, KB, R)
+        z_all = z0.new_empty(steps, K, B, R)
+        eta_all = z0.new_empty(steps, KB, n_ch)
+        rate_all = z0.new_empty(steps, KB, n_ch)
+        anc_all = torch.empty(steps, B, K, dtype=torch.long, device=z0.device)
+        out = z0.new_empty(steps, K, B)
+        draws = resampler.presample(steps, K, B, generator, device=z0.device, dtype=z0.dtype)
+        a = float(decay) if decay.numel() == 1 else None
         Vt, Ct = V.T, C.T
+        A_l, G_l, c_l, beta_l = A.unbind(0), G.unbind(0), c.unbind(0), beta.unbind(0)
+        y_l, hs_l = y.unbind(0), half_sq.unbind(0)
+        z, lw = z0, logw0
         for i in range(steps):
-            anc = resampler(lw, generator)
-            anc_all[i] = anc
+            if draws is not None:
+                anc = resampler.from_draws(lw, draws[i], out=anc_all[i]).T  # (K, B)
+            else:
+                anc = resampler(lw, generator)
+                anc_all[i] = anc.T
             zp = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R),
                               out=zp_all[i].view(K, B, R)).view(KB, R)
-            m = _transition_forward(zp, U_t, Vt, drive, decay, phi, m_all[i])
+            act = phi(torch.addmm(drive, zp, U_t))
+            if a is None:
+                m = torch.addmm(decay * zp, act, Vt, out=m_all[i])
+            else:
+                m = torch.addmm(zp, act, Vt, beta=a, out=m_all[i])
             m3 = m.view(K, B, R)
-            z = torch.addcmul(c[i], A[i], m3)
-            r = torch.addcmul(beta[i], G[i], m3)
-            rate, log_rate = link.rate_and_log(torch.addmm(d, z.view(KB, R), Ct))
-            rate = rate.view(K, B, n_ch)
-            if rates is not None:
-                rates[i] = rate
-            ll = torch.sub(log_rate.view(K, B, n_ch).mul_(y[i]), rate,
+            z = torch.addcmul(c_l[i], A_l[i], m3, out=z_all[i])
+            r = torch.addcmul(beta_l[i], G_l[i], m3)
+            rate, log_rate = link.rate_and_log(torch.addmm(d, z.view(KB, R), Ct,
+                                                           out=eta_all[i]), out=rate_all[i])
+            ll = torch.sub(log_rate.view(K, B, n_ch) * y_l[i], rate.view(K, B, n_ch),
                            alpha=bin_size).sum(-1)
-            lw = out[i]
-            torch.sub(ll + half_sq[i], (r * r).sum(-1), alpha=0.5, out=lw)
-        ctx.save_for_backward(U_t, V, drive, decay, A, G, c, beta, C, d, y, zp_all, m_all,
-                              anc_all, rates)
+            lw = torch.sub(ll.add_(hs_l[i]), (r * r).sum(-1), alpha=0.5, out=out[i])
+        ctx.save_for_backward(U_t, V, drive, decay, A, G, beta, C, d, y, zp_all, m_all, z_all,
+                              eta_all, rate_all, anc_all)
         ctx.phi, ctx.link, ctx.bin_size = phi, link, bin_size
         return out
 
     @staticmethod
     def backward(ctx, g_logw):
-        (U_t, V, drive, decay, A, G, c, beta, C, d, y, zp_all, m_all,
-         anc_all, rates) = ctx.saved_tensors
+        (U_t, V, drive, decay, A, G, beta, C, d, y, zp_all, m_all, z_all, eta_all, rate_all,
+         anc_all) = ctx.saved_tensors
         phi, link, bin_size = ctx.phi, ctx.link, ctx.bin_size
         steps, KB, R = zp_all.shape
-        K, B = anc_all.shape[1:]
+        B, K = anc_all.shape[1:]
+        n_ch, N = C.shape[0], U_t.shape[1]
         opts = {"dtype": V.dtype, "device": V.device}
-        g_c = torch.empty_like(c)
-        g_beta = torch.empty_like(beta)
-        g_A = torch.empty_like(A)
-        g_G = torch.empty_like(G)
-        grads = _grad_accumulators(U_t, V, drive, R)
+        gl4 = g_logw.reshape(steps, K, B, 1)
+        m4 = m_all.view(steps, K, B, R)
+        # the likelihood: dℓ/dη for all steps (in blocks that bound the temporaries), the
+        # readout's gradients and what reaches each z_t from its own observation
         g_C, g_d = torch.zeros_like(C), torch.zeros_like(d)
-        gz_next = torch.zeros(K, B, R, **opts)  # gradient reaching z_t from step t+1
-        for i in range(steps - 1, -1, -1):
-            m, zp, gl = m_all[i], zp_all[i], g_logw[i].unsqueeze(-1)  # gl (K, B, 1)
-            m3 = m.view(K, B, R)
-            z = torch.addcmul(c[i], A[i], m3)
-            r = torch.addcmul(beta[i], G[i], m3)
-            eta = torch.addmm(d, z.view(KB, R), C.T).view(K, B, -1)
-            # dℓ/dη = f'(η) (y / f(η) − Δ), written through the link
-            g_eta = link.loglik_grad(eta, y[i], bin_size,
-                                     rate=None if rates is None else rates[i])
-            g_eta = g_eta.mul_(gl).view(KB, -1)
-            g_C.addmm_(g_eta.T, z.view(KB, R))
+        g_obs = torch.empty(steps, K, B, R, **opts)
+        block = max(1, _BLOCK_ELEMENTS // (KB * n_ch))
+        for s in range(0, steps, block):
+            e = slice(s, s + block)
+            g_eta = link.loglik_grad(eta_all[e].view(-1, K, B, n_ch), y[e].unsqueeze(1),
+                                     bin_size, rate=rate_all[e].view(-1, K, B, n_ch)
+                                     ).mul_(gl4[e]).view(-1, n_ch)
+            g_C.addmm_(g_eta.T, z_all[e].reshape(-1, R))
             g_d += g_eta.sum(0)
-            gz = torch.addmm(gz_next.view(KB, R), g_eta, C).view(K, B, R)
-            g_r = r.mul_(gl).neg_()
-            g_c[i] = gz
-            g_beta[i] = g_r
-            g_A[i] = (gz * m3).sum(0)
-            g_G[i] = (g_r * m3).sum(0)
-            gm = torch.addcmul(gz * A[i], g_r, G[i]).view(KB, R)
-            g_zp = _transition_backward(gm, zp, U_t, V, drive, decay, phi,
-                                        grads).view(K, B, R)
-            gz_next = torch.zeros(K, B, R, **opts).scatter_add_(
-                0, anc_all[i].unsqueeze(-1).expand(K, B, R), g_zp)
+            torch.mm(g_eta, C, out=g_obs[e].view(-1, R))
+        # the proposal's r terms: dℓ/dr = −r
+        g_beta = torch.addcmul(beta, G.unsqueeze(1), m4).mul_(gl4).neg_()
+        g_G = (g_beta * m4).sum(1)
+        g_r_m = g_beta * G.unsqueeze(1)  # what reaches m through r
+        # the time recursion, backwards
+        g_c = torch.empty(steps, K, B, R, **opts)  # dL/dz_t = dL/dc_t
+        gm_all = torch.empty(steps, KB, R, **opts)
+        rows = (anc_all.transpose(1, 2) * B
+                + torch.arange(B, device=V.device)).reshape(steps, KB)  # ancestor rows
+        grads = _grad_accumulators(U_t, V, drive, R)
+        U = U_t.T
+        a = float(decay) if decay.numel() == 1 else None
+        pre_blk: list[torch.Tensor] = []
+        g_pre_blk: list[torch.Tensor] = []
+        per_block = max(1, _BLOCK_ELEMENTS // (KB * N))
+        gz_next = torch.zeros(K, B, R, **opts)
+        for i in range(steps - 1, -1, -1):
+            gz = torch.add(g_obs[i], gz_next, out=g_c[i])
+            gm = torch.addcmul(g_r_m[i], gz, A[i], out=gm_all[i].view(K, B, R)).view(KB, R)
+            pre = torch.addmm(drive, zp_all[i], U_t)
+            g_pre = phi.backward(gm @ V, pre)
+            pre_blk.append(pre)
+            g_pre_blk.append(g_pre)
+            if a is None:
+                g_zp = torch.addmm(decay * gm, g_pre, U)
+            else:
+                g_zp = torch.addmm(gm, g_pre, U, beta=a)
+            gz_next = torch.zeros(KB, R, **opts).index_add_(0, rows[i], g_zp).view(K, B, R)
+            if len(pre_blk) == per_block or i == 0:
+                lo = i  # the block holds steps lo .. lo + len - 1, stored last to first
+                hi = i + len(pre_blk)
+                pre_b = phi.apply_(torch.cat(pre_blk[::-1]))
+                g_pre_b = torch.cat(g_pre_blk[::-1])
+                grads["V"].addmm_(gm_all[lo:hi].reshape(-1, R).T, pre_b)
+                grads["U_t"].addmm_(zp_all[lo:hi].reshape(-1, R).T, g_pre_b)
+                grads["drive"] += g_pre_b.sum(0)
+                pre_blk.clear()
+                g_pre_blk.clear()
+        grads["decay"] = (gm_all * zp_all).sum((0, 1))
+        g_A = (g_c * m4).sum(1)
         return (gz_next, grads["U_t"], grads["V"], grads["drive"],
                 _decay_grad(grads["decay"], decay), g_A, g_G, g_c, g_beta, g_C, g_d,
                 None, None, None, None, None, None, None, None)

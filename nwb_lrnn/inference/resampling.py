@@ -36,6 +36,18 @@ class Resampler:
                  generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def presample(self, steps: int, K: int, B: int, generator=None, *, device=None,
+                  dtype=torch.float32) -> torch.Tensor | None:
+        """Draw the randomness of ``steps`` resampling steps at once, or None when this
+        scheme cannot (then call the resampler at each step). See :meth:`from_draws`."""
+        return None
+
+    def from_draws(self, log_weights: torch.Tensor, draws: torch.Tensor,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """Ancestors from pre-drawn randomness ``draws[i]`` (one step of
+        :meth:`presample`), shape (B, K) — the transpose of :meth:`__call__`'s result."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -60,11 +72,21 @@ class SystematicResampler(Resampler):
     @torch.no_grad()
     def __call__(self, log_weights, generator=None):
         K, B = log_weights.shape
+        draws = self.presample(1, K, B, generator, device=log_weights.device,
+                               dtype=log_weights.dtype)[0]
+        return self.from_draws(log_weights, draws).T
+
+    @torch.no_grad()
+    def presample(self, steps, K, B, generator=None, *, device=None, dtype=torch.float32):
+        """The K evenly spaced points of each step and sequence, (steps, B, K)."""
+        u = torch.rand(steps, B, 1, generator=generator, device=device, dtype=dtype)
+        return (u + torch.arange(K, device=device, dtype=dtype)).div_(K)
+
+    @torch.no_grad()
+    def from_draws(self, log_weights, draws, out=None):
         cdf = torch.softmax(log_weights.detach().T, dim=1).cumsum_(dim=1)  # (B, K)
-        u = torch.rand(B, 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
-        points = (u + torch.arange(K, device=cdf.device, dtype=cdf.dtype)).div_(K)
         # a last CDF value a rounding error below 1 can return K: clamped to K − 1
-        return torch.searchsorted(cdf, points).clamp_(max=K - 1).T
+        return torch.searchsorted(cdf, draws, out=out).clamp_(max=log_weights.shape[0] - 1)
 
 
 RESAMPLERS: dict[str, type[Resampler]] = {

@@ -29,6 +29,8 @@ __all__ = ["FitDivergedError", "TrainConfig", "TrainHistory", "train"]
 
 logger = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adam", "radam")
+
 
 class FitDivergedError(FloatingPointError):
     """The bound or its gradient became non-finite; the last good parameters were restored."""
@@ -46,7 +48,7 @@ class TrainConfig:
     ess_threshold : float in (0, 1] or None
         Resample when ESS < threshold · K; None resamples every step.
     learning_rate : float
-        Initial Adam learning rate.
+        Initial learning rate.
     lr_final : float or None
         Learning rate reached after ``max_epochs`` (exponential decay); None keeps it constant.
     grad_clip : float or None
@@ -61,6 +63,9 @@ class TrainConfig:
     patience : int or None
         Stop when the validation bound (else the training bound) has not improved for this many
         epochs.
+    optimizer : {'adam', 'radam'}
+        Adam, or rectified Adam (Liu et al. 2020; Adam with a built-in warm-up of the
+        adaptive step, the optimiser of the paper's reference code).
     """
 
     n_particles: int = 32
@@ -74,6 +79,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     window: int | None = None
     patience: int | None = None
+    optimizer: str = "adam"
 
     def __post_init__(self):
         check_int("n_particles", self.n_particles, min_value=1)
@@ -89,6 +95,7 @@ class TrainConfig:
         check_int("steps_per_epoch", self.steps_per_epoch, min_value=1, allow_none=True)
         check_int("window", self.window, min_value=2, allow_none=True)
         check_int("patience", self.patience, min_value=1, allow_none=True)
+        check_option("optimizer", self.optimizer, OPTIMIZERS)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -230,7 +237,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         window_pool = torch.as_tensor(window_pool, dtype=torch.long).cpu()
     params = list(model.parameters()) + [p for p in proposal.parameters()
                                          if all(p is not q for q in model.parameters())]
-    opt = _adam(params, cfg.learning_rate)
+    opt = _make_optimizer(cfg.optimizer, params, cfg.learning_rate)
     gamma = 1.0 if cfg.lr_final is None else (cfg.lr_final / cfg.learning_rate) ** (
         1.0 / max(1, cfg.max_epochs))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
@@ -398,7 +405,8 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
     if header.get("version") != _CKPT_VERSION:
         raise ValueError(f"checkpoint {path} has version {header.get('version')}, expected "
                          f"{_CKPT_VERSION}.")
-    if header["config"] != json.loads(cfg.to_json()):
+    defaults = json.loads(TrainConfig().to_json())  # settings added since the checkpoint
+    if {**defaults, **header["config"]} != json.loads(cfg.to_json()):
         raise ValueError(f"checkpoint {path} was written with other training settings; "
                          "delete it or pass resume=False.")
     if list(header["names"]) != list(named) or any(
@@ -454,6 +462,14 @@ class _ParamBuffer:
     def restore(self):
         for v, p in zip(self.values, self.params, strict=True):
             p.copy_(v)
+
+
+def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """The optimiser of :class:`TrainConfig` ``optimizer`` (both keep step, exp_avg and
+    exp_avg_sq per parameter, which the checkpoints store)."""
+    if name == "radam":
+        return torch.optim.RAdam(params, lr=lr)
+    return _adam(params, lr)
 
 
 def _adam(params, lr: float) -> torch.optim.Optimizer:

@@ -46,9 +46,11 @@ class Link:
         """log f(η), computed stably."""
         return torch.log(self(eta))
 
-    def rate_and_log(self, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(η) and log f(η) together (sharing work)."""
-        return self(eta), self.log(eta)
+    def rate_and_log(self, eta: torch.Tensor, *, out: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(η) and log f(η) together (sharing work); f(η) is written into ``out`` if given."""
+        rate = self(eta)
+        return (rate if out is None else out.copy_(rate)), self.log(eta)
 
     def loglik_grad(self, eta: torch.Tensor, y: torch.Tensor, bin_size: float, *,
                     rate: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,8 +71,8 @@ class SoftplusLink(Link):
     def log(self, eta):
         return torch.log(softplus(eta) + 1e-12)
 
-    def rate_and_log(self, eta):
-        rate = softplus(eta)
+    def rate_and_log(self, eta, *, out=None):
+        rate = softplus(eta) if out is None else torch.ops.aten.softplus.out(eta, 1, 20, out=out)
         return rate, torch.log(rate + 1e-12)
 
     def loglik_grad(self, eta, y, bin_size, *, rate=None):
@@ -91,8 +93,8 @@ class ExpLink(Link):
     def log(self, eta):
         return eta
 
-    def rate_and_log(self, eta):
-        return torch.exp(eta), eta
+    def rate_and_log(self, eta, *, out=None):
+        return torch.exp(eta, out=out), eta
 
     def loglik_grad(self, eta, y, bin_size, *, rate=None):
         return torch.sub(y, torch.exp(eta) if rate is None else rate, alpha=bin_size)
