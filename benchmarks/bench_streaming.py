@@ -32,24 +32,11 @@ import numpy as np
 CHUNK_BYTES = 300 * 2**20
 
 
-def units_bytes(path) -> int:
-    import h5py
-
-    total = 0
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            nonlocal total
-            if isinstance(obj, h5py.Dataset):
-                total += obj.id.get_storage_size()
-        f["units"].visititems(visit)
-    return total
-
-
 def bench_streaming(quick: bool) -> None:
     from nwb_lrnn.io.dandi import read_dandi
     from nwb_lrnn.io.nwb import read_nwb
     from tests.dandi_server import DandiServer
-    from tests.nwb_factory import write_nwbfile
+    from tests.nwb_factory import units_bytes, write_nwbfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -677,12 +677,8 @@ class LowRankRNN:
     @staticmethod
     def _latents_epochs(latents: np.ndarray, data: BinnedData) -> Any:
         """(trials, time, rank) latents as an mne EpochsArray of 'misc' channels."""
-        from .io.mne import _import_mne
-
-        mne = _import_mne()
-        sfreq = 1.0 / data.bin_size
-        names = [f"latent_{r}" for r in range(latents.shape[2])]
-        info = mne.create_info(names, sfreq, "misc")
+        mne, info = LowRankRNN._latent_info(latents.shape[2], data)
+        sfreq = info["sfreq"]
         starts = np.asarray(data.start_times, dtype=float)
         events = np.column_stack([np.round(starts * sfreq).astype(int),
                                   np.zeros(len(starts), int),
@@ -692,16 +688,21 @@ class LowRankRNN:
                                events=events, tmin=0.0, verbose=False)
 
     @staticmethod
+    def _latent_info(rank: int, data: BinnedData) -> tuple[Any, Any]:
+        """mne and an Info of 'misc' channels latent_0 … latent_{rank-1} at the data's rate."""
+        from .io.mne import _import_mne
+
+        mne = _import_mne()
+        names = [f"latent_{r}" for r in range(rank)]
+        return mne, mne.create_info(names, 1.0 / data.bin_size, "misc")
+
+    @staticmethod
     def _latents_raw(latents: np.ndarray, data: BinnedData) -> Any:
         """(time, rank) latents as an mne RawArray of 'misc' channels latent_0, ..."""
         import datetime
 
-        from .io.mne import _import_mne
-
-        mne = _import_mne()
-        sfreq = 1.0 / data.bin_size
-        names = [f"latent_{r}" for r in range(latents.shape[1])]
-        info = mne.create_info(names, sfreq, "misc")
+        mne, info = LowRankRNN._latent_info(latents.shape[1], data)
+        sfreq = info["sfreq"]
         first_samp = round(float(data.start_times[0]) * sfreq)
         raw = mne.io.RawArray(latents.T.astype(np.float64), info, first_samp=first_samp,
                               verbose=False)

@@ -72,3 +72,18 @@ def spikes_in(path, unit_row: int, t0: float, t1: float) -> int:
     start = 0 if unit_row == 0 else idx[unit_row - 1]
     s = st[start:idx[unit_row]]
     return int(np.count_nonzero((s >= t0) & (s < t1)))
+
+
+def units_bytes(path) -> int:
+    """Bytes the datasets of the file's Units table take on disk (the least a reader of the
+    spike times has to fetch)."""
+    import h5py
+
+    total = 0
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            nonlocal total
+            if isinstance(obj, h5py.Dataset):
+                total += obj.id.get_storage_size()
+        f["units"].visititems(visit)
+    return total

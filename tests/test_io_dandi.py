@@ -20,7 +20,7 @@ from nwb_lrnn.io.nwb import read_nwb
 from nwb_lrnn.io.remote import RemoteReadError, download, open_url
 
 from .dandi_server import DandiServer, make_dandi_folder
-from .nwb_factory import spikes_in, write_nwbfile
+from .nwb_factory import spikes_in, units_bytes, write_nwbfile
 
 PYNAPPLE = Path(__file__).parent / "data" / "A8604-211122.nwb"
 VERSION = "0.220113.0408"
@@ -58,19 +58,6 @@ def fresh(files):
     """A server of its own, for fault injection."""
     with _serve(files, DandiServer()) as srv:
         yield srv
-
-
-def _units_bytes(path) -> int:
-    import h5py
-
-    total = 0
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            nonlocal total
-            if isinstance(obj, h5py.Dataset):
-                total += obj.id.get_storage_size()
-        f["units"].visititems(visit)
-    return total
 
 
 # ------------------------------------------------------------------ identifiers
@@ -111,7 +98,7 @@ def test_counts_match_local_file(server, tmp_path):
 # ------------------------------------------------------------------ bytes read
 def test_large_file_units_read_few_bytes(server, files, tmp_path):
     big = files["big"]
-    size, ub = big.stat().st_size, _units_bytes(big)
+    size, ub = big.stat().st_size, units_bytes(big)
     server.reset_counters()
     data = read_dandi("000200", asset=BIG_ASSET, bin_size=0.1, api_url=server.api_url,
                       cache_dir=tmp_path)

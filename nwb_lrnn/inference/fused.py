@@ -150,15 +150,22 @@ class EncoderPoissonLoop(torch.autograd.Function):
         steps = c.shape[0]
         KB = K * B
         n_ch = C.shape[0]
-        zp_all, m_all = z0.new_empty(steps, KB, R), z0.new_empty(steps, KB, R)
-        z_all = z0.new_empty(steps, K, B, R)
+        # particles carry a constant 1 as an extra coordinate, so that each product with a
+        # bias is a single matrix product: [z, 1] [U_t; −h] and [z, 1] [Cᵀ; d]
+        zp_all = z0.new_empty(steps, KB, R + 1)
+        z_all = z0.new_empty(steps, K, B, R + 1)
+        zp_all[..., R] = 1.0
+        z_all[..., R] = 1.0
+        m_all = z0.new_empty(steps, KB, R)
         eta_all = z0.new_empty(steps, KB, n_ch)
         rate_all = z0.new_empty(steps, KB, n_ch)
         anc_all = torch.empty(steps, B, K, dtype=torch.long, device=z0.device)
         out = z0.new_empty(steps, K, B)
         draws = resampler.presample(steps, K, B, generator, device=z0.device, dtype=z0.dtype)
         a = float(decay) if decay.numel() == 1 else None
-        Vt, Ct = V.T, C.T
+        U_aug = torch.cat([U_t, drive.unsqueeze(0)])  # (R + 1, N)
+        C_aug = torch.cat([C.T, d.unsqueeze(0)])  # (R + 1, n_ch)
+        Vt = V.T
         A_l, G_l, c_l, beta_l = A.unbind(0), G.unbind(0), c.unbind(0), beta.unbind(0)
         y_l, hs_l = y.unbind(0), half_sq.unbind(0)
         z, lw = z0, logw0
@@ -168,40 +175,42 @@ class EncoderPoissonLoop(torch.autograd.Function):
             else:
                 anc = resampler(lw, generator)
                 anc_all[i] = anc.T
+            zp_aug = zp_all[i]
             zp = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R),
-                              out=zp_all[i].view(K, B, R)).view(KB, R)
-            act = phi(torch.addmm(drive, zp, U_t))
+                              out=zp_aug.view(K, B, R + 1)[..., :R]).view(KB, R)
+            act = phi.apply_(torch.mm(zp_aug, U_aug))
             if a is None:
                 m = torch.addmm(decay * zp, act, Vt, out=m_all[i])
             else:
                 m = torch.addmm(zp, act, Vt, beta=a, out=m_all[i])
             m3 = m.view(K, B, R)
-            z = torch.addcmul(c_l[i], A_l[i], m3, out=z_all[i])
+            z_aug = z_all[i]
+            z = torch.addcmul(c_l[i], A_l[i], m3, out=z_aug[..., :R])
             r = torch.addcmul(beta_l[i], G_l[i], m3)
-            rate, log_rate = link.rate_and_log(torch.addmm(d, z.view(KB, R), Ct,
-                                                           out=eta_all[i]), out=rate_all[i])
+            rate, log_rate = link.rate_and_log(torch.mm(z_aug.view(KB, R + 1), C_aug,
+                                                        out=eta_all[i]), out=rate_all[i])
             ll = torch.sub(log_rate.view(K, B, n_ch) * y_l[i], rate.view(K, B, n_ch),
                            alpha=bin_size).sum(-1)
             lw = torch.sub(ll.add_(hs_l[i]), (r * r).sum(-1), alpha=0.5, out=out[i])
-        ctx.save_for_backward(U_t, V, drive, decay, A, G, beta, C, d, y, zp_all, m_all, z_all,
+        ctx.save_for_backward(U_aug, V, decay, A, G, beta, C, y, zp_all, m_all, z_all,
                               eta_all, rate_all, anc_all)
         ctx.phi, ctx.link, ctx.bin_size = phi, link, bin_size
         return out
 
     @staticmethod
     def backward(ctx, g_logw):
-        (U_t, V, drive, decay, A, G, beta, C, d, y, zp_all, m_all, z_all, eta_all, rate_all,
+        (U_aug, V, decay, A, G, beta, C, y, zp_all, m_all, z_all, eta_all, rate_all,
          anc_all) = ctx.saved_tensors
         phi, link, bin_size = ctx.phi, ctx.link, ctx.bin_size
-        steps, KB, R = zp_all.shape
+        steps, KB, R = m_all.shape
         B, K = anc_all.shape[1:]
-        n_ch, N = C.shape[0], U_t.shape[1]
+        n_ch, N = C.shape[0], U_aug.shape[1]
         opts = {"dtype": V.dtype, "device": V.device}
         gl4 = g_logw.reshape(steps, K, B, 1)
         m4 = m_all.view(steps, K, B, R)
         # the likelihood: dℓ/dη for all steps (in blocks that bound the temporaries), the
         # readout's gradients and what reaches each z_t from its own observation
-        g_C, g_d = torch.zeros_like(C), torch.zeros_like(d)
+        g_C_aug = C.new_zeros(n_ch, R + 1)  # [dL/dC, dL/dd]
         g_obs = torch.empty(steps, K, B, R, **opts)
         block = max(1, _BLOCK_ELEMENTS // (KB * n_ch))
         for s in range(0, steps, block):
@@ -209,8 +218,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             g_eta = link.loglik_grad(eta_all[e].view(-1, K, B, n_ch), y[e].unsqueeze(1),
                                      bin_size, rate=rate_all[e].view(-1, K, B, n_ch)
                                      ).mul_(gl4[e]).view(-1, n_ch)
-            g_C.addmm_(g_eta.T, z_all[e].reshape(-1, R))
-            g_d += g_eta.sum(0)
+            g_C_aug.addmm_(g_eta.T, z_all[e].reshape(-1, R + 1))
             torch.mm(g_eta, C, out=g_obs[e].view(-1, R))
         # the proposal's r terms: dℓ/dr = −r
         g_beta = torch.addcmul(beta, G.unsqueeze(1), m4).mul_(gl4).neg_()
@@ -221,8 +229,9 @@ class EncoderPoissonLoop(torch.autograd.Function):
         gm_all = torch.empty(steps, KB, R, **opts)
         rows = (anc_all.transpose(1, 2) * B
                 + torch.arange(B, device=V.device)).reshape(steps, KB)  # ancestor rows
-        grads = _grad_accumulators(U_t, V, drive, R)
-        U = U_t.T
+        g_U_aug = torch.zeros_like(U_aug)  # [dL/dU_t, dL/d drive]
+        g_V = torch.zeros_like(V)
+        U = U_aug[:R].T
         a = float(decay) if decay.numel() == 1 else None
         pre_blk: list[torch.Tensor] = []
         g_pre_blk: list[torch.Tensor] = []
@@ -231,7 +240,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
         for i in range(steps - 1, -1, -1):
             gz = torch.add(g_obs[i], gz_next, out=g_c[i])
             gm = torch.addcmul(g_r_m[i], gz, A[i], out=gm_all[i].view(K, B, R)).view(KB, R)
-            pre = torch.addmm(drive, zp_all[i], U_t)
+            pre = torch.mm(zp_all[i], U_aug)
             g_pre = phi.backward(gm @ V, pre)
             pre_blk.append(pre)
             g_pre_blk.append(g_pre)
@@ -245,13 +254,12 @@ class EncoderPoissonLoop(torch.autograd.Function):
                 hi = i + len(pre_blk)
                 pre_b = phi.apply_(torch.cat(pre_blk[::-1]))
                 g_pre_b = torch.cat(g_pre_blk[::-1])
-                grads["V"].addmm_(gm_all[lo:hi].reshape(-1, R).T, pre_b)
-                grads["U_t"].addmm_(zp_all[lo:hi].reshape(-1, R).T, g_pre_b)
-                grads["drive"] += g_pre_b.sum(0)
+                g_V.addmm_(gm_all[lo:hi].reshape(-1, R).T, pre_b)
+                g_U_aug.addmm_(zp_all[lo:hi].reshape(-1, R + 1).T, g_pre_b)
                 pre_blk.clear()
                 g_pre_blk.clear()
-        grads["decay"] = (gm_all * zp_all).sum((0, 1))
+        g_decay = (gm_all * zp_all[..., :R]).sum((0, 1))
         g_A = (g_c * m4).sum(1)
-        return (gz_next, grads["U_t"], grads["V"], grads["drive"],
-                _decay_grad(grads["decay"], decay), g_A, g_G, g_c, g_beta, g_C, g_d,
+        return (gz_next, g_U_aug[:R], g_V, g_U_aug[R], _decay_grad(g_decay, decay), g_A,
+                g_G, g_c, g_beta, g_C_aug[:, :R], g_C_aug[:, R],
                 None, None, None, None, None, None, None, None)

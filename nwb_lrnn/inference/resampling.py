@@ -82,8 +82,9 @@ class SystematicResampler(Resampler):
         u = torch.rand(steps, B, 1, generator=generator, device=device, dtype=dtype)
         return (u + torch.arange(K, device=device, dtype=dtype)).div_(K)
 
-    @torch.no_grad()
     def from_draws(self, log_weights, draws, out=None):
+        # no torch.no_grad() here: it costs more than the rest on small inputs, and nothing
+        # below records a gradient (detach; searchsorted has none)
         cdf = torch.softmax(log_weights.detach().T, dim=1).cumsum_(dim=1)  # (B, K)
         # a last CDF value a rounding error below 1 can return K: clamped to K − 1
         return torch.searchsorted(cdf, draws, out=out).clamp_(max=log_weights.shape[0] - 1)

@@ -9,6 +9,7 @@ whole file atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -37,6 +38,21 @@ class RemoteReadError(OSError):
 
 class _Retryable(Exception):
     """A transient failure (connection error, 5xx, truncated body): try again."""
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path, prefix: str):
+    """A binary file opened beside ``path`` that replaces ``path`` atomically when the block
+    ends without error, and is removed otherwise (no partial file is ever left at ``path``)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _check_url(url) -> str:
@@ -258,17 +274,8 @@ class RemoteFile(io.RawIOBase):
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with _atomic_file(path, ".tmp-") as fh:
+            fh.write(data)
 
     def _store(self, b: int, data: bytes, size: int | None = None) -> None:
         self._mem[b] = data
@@ -485,10 +492,9 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
     def attempt():
         _, resp = conn.request("GET", url, {})
         length = resp.getheader("Content-Length")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
-            n = 0
-            with os.fdopen(fd, "wb") as fh:
+            with _atomic_file(path, f".{path.name}.") as fh:
+                n = 0
                 while True:
                     try:
                         chunk = resp.read(1 << 20)
@@ -498,14 +504,9 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
                         break
                     fh.write(chunk)
                     n += len(chunk)
-            if length is not None and n != int(length):
-                raise _Retryable(f"connection dropped after {n} of {length} bytes")
-            os.replace(tmp, path)
+                if length is not None and n != int(length):
+                    raise _Retryable(f"connection dropped after {n} of {length} bytes")
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             conn.close()
             raise
 
