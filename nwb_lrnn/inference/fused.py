@@ -1,4 +1,4 @@
-"""The particle filter's time loop with a hand-written backward pass (optimal proposal).
+"""The particle filter's time loop with a hand-written backward pass.
 
 Autograd records about twenty small operations per time step and replays them backwards; for
 the model sizes of this package that bookkeeping, not arithmetic, dominates a step on the CPU.
@@ -13,6 +13,8 @@ Per step t >= 1, with rows indexing (particle, sequence) pairs:
     m   = a ⊙ zp + φ(zp Uᵀ − h) Vᵀ                 (transition mean; U stored as U_t = Uᵀ)
     z_t = m Aᵀ + shift_t                           (Kalman-updated proposal sample)
     ℓ_t = (m Qh + lin_t) · m                        (log-weight up to per-sequence constants)
+
+:class:`EncoderPoissonLoop` does the same for the encoder proposal with Poisson observations.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ import torch
 
 __all__ = ["EncoderPoissonLoop", "OptimalLoop"]
 
-# temporaries of the vectorised parts of a backward pass hold about this many numbers
+# temporaries of the vectorised parts of a backward pass hold about this many numbers (small
+# enough to stay in the CPU's cache: larger blocks measured slower, not faster)
 _BLOCK_ELEMENTS = 2**16
+# the encoder loop keeps η and f(η) of every step for its backward pass up to this many numbers
+# per array (64 MiB in float32), and recomputes them beyond (a few % slower, no extra memory)
+_KEEP_ELEMENTS = 2**24
 
 
 def _buffers(z0: torch.Tensor, steps: int):
@@ -157,8 +163,9 @@ class EncoderPoissonLoop(torch.autograd.Function):
         zp_all[..., R] = 1.0
         z_all[..., R] = 1.0
         m_all = z0.new_empty(steps, KB, R)
-        eta_all = z0.new_empty(steps, KB, n_ch)
-        rate_all = z0.new_empty(steps, KB, n_ch)
+        keep = steps * KB * n_ch <= _KEEP_ELEMENTS
+        eta_all = z0.new_empty(steps if keep else 1, KB, n_ch)
+        rate_all = z0.new_empty(steps if keep else 1, KB, n_ch)
         anc_all = torch.empty(steps, B, K, dtype=torch.long, device=z0.device)
         out = z0.new_empty(steps, K, B)
         draws = resampler.presample(steps, K, B, generator, device=z0.device, dtype=z0.dtype)
@@ -187,19 +194,22 @@ class EncoderPoissonLoop(torch.autograd.Function):
             z_aug = z_all[i]
             z = torch.addcmul(c_l[i], A_l[i], m3, out=z_aug[..., :R])
             r = torch.addcmul(beta_l[i], G_l[i], m3)
+            j = i if keep else 0
             rate, log_rate = link.rate_and_log(torch.mm(z_aug.view(KB, R + 1), C_aug,
-                                                        out=eta_all[i]), out=rate_all[i])
+                                                        out=eta_all[j]), out=rate_all[j])
             ll = torch.sub(log_rate.view(K, B, n_ch) * y_l[i], rate.view(K, B, n_ch),
                            alpha=bin_size).sum(-1)
             lw = torch.sub(ll.add_(hs_l[i]), (r * r).sum(-1), alpha=0.5, out=out[i])
-        ctx.save_for_backward(U_aug, V, decay, A, G, beta, C, y, zp_all, m_all, z_all,
+        if not keep:
+            eta_all = rate_all = None
+        ctx.save_for_backward(U_aug, V, decay, A, G, beta, C, C_aug, y, zp_all, m_all, z_all,
                               eta_all, rate_all, anc_all)
         ctx.phi, ctx.link, ctx.bin_size = phi, link, bin_size
         return out
 
     @staticmethod
     def backward(ctx, g_logw):
-        (U_aug, V, decay, A, G, beta, C, y, zp_all, m_all, z_all, eta_all, rate_all,
+        (U_aug, V, decay, A, G, beta, C, C_aug, y, zp_all, m_all, z_all, eta_all, rate_all,
          anc_all) = ctx.saved_tensors
         phi, link, bin_size = ctx.phi, ctx.link, ctx.bin_size
         steps, KB, R = m_all.shape
@@ -215,10 +225,15 @@ class EncoderPoissonLoop(torch.autograd.Function):
         block = max(1, _BLOCK_ELEMENTS // (KB * n_ch))
         for s in range(0, steps, block):
             e = slice(s, s + block)
-            g_eta = link.loglik_grad(eta_all[e].view(-1, K, B, n_ch), y[e].unsqueeze(1),
-                                     bin_size, rate=rate_all[e].view(-1, K, B, n_ch)
-                                     ).mul_(gl4[e]).view(-1, n_ch)
-            g_C_aug.addmm_(g_eta.T, z_all[e].reshape(-1, R + 1))
+            z_e = z_all[e].reshape(-1, R + 1)
+            if eta_all is None:  # not kept: recompute
+                eta = z_e @ C_aug
+                rate = link.rate_and_log(eta)[0]
+            else:
+                eta, rate = eta_all[e], rate_all[e]
+            g_eta = link.loglik_grad(eta.view(-1, K, B, n_ch), y[e].unsqueeze(1), bin_size,
+                                     rate=rate.view(-1, K, B, n_ch)).mul_(gl4[e]).view(-1, n_ch)
+            g_C_aug.addmm_(g_eta.T, z_e)
             torch.mm(g_eta, C, out=g_obs[e].view(-1, R))
         # the proposal's r terms: dℓ/dr = −r
         g_beta = torch.addcmul(beta, G.unsqueeze(1), m4).mul_(gl4).neg_()
