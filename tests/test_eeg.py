@@ -31,16 +31,6 @@ def _tiny(**kw) -> LowRankRNN:
     return LowRankRNN(**opts)
 
 
-@pytest.fixture(scope="module")
-def raw_orig():
-    return mne.io.read_raw_edf(EDF, preload=True, verbose="error")
-
-
-@pytest.fixture
-def raw(raw_orig):
-    return raw_orig.copy()
-
-
 @pytest.fixture
 def short(raw_orig):
     """The first 5 s (filtering the whole recording is slow for a test)."""

@@ -33,16 +33,6 @@ MONTAGE = ("colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages
            else "standard_1005")
 
 
-@pytest.fixture(scope="module")
-def raw_orig():
-    return mne.io.read_raw_edf(EDF, preload=True, verbose="error")
-
-
-@pytest.fixture
-def raw(raw_orig):
-    return raw_orig.copy()
-
-
 def _set_channel(raw, name, value):
     raw.apply_function(lambda x: np.full_like(x, value), picks=[name], verbose="error")
     return raw

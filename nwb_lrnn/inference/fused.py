@@ -58,6 +58,14 @@ def _transition_backward(gm, zp, U_t, V, drive, decay, phi, grads):
     return torch.addmm(decay * gm, g_pre, U_t.T)
 
 
+def _decayed_addmm(x, mat1, mat2, decay, a, out=None):
+    """decay ⊙ x + mat1 mat2; ``a`` is the decay as a float when it is one number (it then
+    scales x inside the product, one operation fewer), else None."""
+    if a is None:
+        return torch.addmm(decay * x, mat1, mat2, out=out)
+    return torch.addmm(x, mat1, mat2, beta=a, out=out)
+
+
 def _grad_accumulators(U_t, V, drive, R):
     return {"U_t": torch.zeros_like(U_t), "V": torch.zeros_like(V),
             "drive": torch.zeros_like(drive),
@@ -186,10 +194,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             zp = torch.gather(z, 0, anc.unsqueeze(-1).expand(K, B, R),
                               out=zp_aug.view(K, B, R + 1)[..., :R]).view(KB, R)
             act = phi.apply_(torch.mm(zp_aug, U_aug))
-            if a is None:
-                m = torch.addmm(decay * zp, act, Vt, out=m_all[i])
-            else:
-                m = torch.addmm(zp, act, Vt, beta=a, out=m_all[i])
+            m = _decayed_addmm(zp, act, Vt, decay, a, out=m_all[i])
             m3 = m.view(K, B, R)
             z_aug = z_all[i]
             z = torch.addcmul(c_l[i], A_l[i], m3, out=z_aug[..., :R])
@@ -228,7 +233,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             z_e = z_all[e].reshape(-1, R + 1)
             if eta_all is None:  # not kept: recompute
                 eta = z_e @ C_aug
-                rate = link.rate_and_log(eta)[0]
+                rate = link(eta)
             else:
                 eta, rate = eta_all[e], rate_all[e]
             g_eta = link.loglik_grad(eta.view(-1, K, B, n_ch), y[e].unsqueeze(1), bin_size,
@@ -259,10 +264,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             g_pre = phi.backward(gm @ V, pre)
             pre_blk.append(pre)
             g_pre_blk.append(g_pre)
-            if a is None:
-                g_zp = torch.addmm(decay * gm, g_pre, U)
-            else:
-                g_zp = torch.addmm(gm, g_pre, U, beta=a)
+            g_zp = _decayed_addmm(gm, g_pre, U, decay, a)
             gz_next = torch.zeros(KB, R, **opts).index_add_(0, rows[i], g_zp).view(K, B, R)
             if len(pre_blk) == per_block or i == 0:
                 lo = i  # the block holds steps lo .. lo + len - 1, stored last to first
