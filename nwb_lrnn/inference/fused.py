@@ -173,7 +173,10 @@ class EncoderPoissonLoop(torch.autograd.Function):
         m_all = z0.new_empty(steps, KB, R)
         keep = steps * KB * n_ch <= _KEEP_ELEMENTS
         eta_all = z0.new_empty(steps if keep else 1, KB, n_ch)
-        rate_all = z0.new_empty(steps if keep else 1, KB, n_ch)
+        rate_all = z0.new_empty(steps if keep else 1, K, B, n_ch)
+        log_rate = z0.new_empty(K, B, n_ch)  # scratch (every elementwise output here is
+        terms = z0.new_empty(K, B, n_ch)  # contiguous: strided outputs are several × slower)
+        y_scaled = y / -bin_size
         anc_all = torch.empty(steps, B, K, dtype=torch.long, device=z0.device)
         out = z0.new_empty(steps, K, B)
         draws = resampler.presample(steps, K, B, generator, device=z0.device, dtype=z0.dtype)
@@ -181,8 +184,6 @@ class EncoderPoissonLoop(torch.autograd.Function):
         U_aug = torch.cat([U_t, drive.unsqueeze(0)])  # (R + 1, N)
         C_aug = torch.cat([C.T, d.unsqueeze(0)])  # (R + 1, n_ch)
         Vt = V.T
-        A_l, G_l, c_l, beta_l = A.unbind(0), G.unbind(0), c.unbind(0), beta.unbind(0)
-        y_l, hs_l = y.unbind(0), half_sq.unbind(0)
         z, lw = z0, logw0
         for i in range(steps):
             if draws is not None:
@@ -197,14 +198,16 @@ class EncoderPoissonLoop(torch.autograd.Function):
             m = _decayed_addmm(zp, act, Vt, decay, a, out=m_all[i])
             m3 = m.view(K, B, R)
             z_aug = z_all[i]
-            z = torch.addcmul(c_l[i], A_l[i], m3, out=z_aug[..., :R])
-            r = torch.addcmul(beta_l[i], G_l[i], m3)
+            z = torch.addcmul(c[i], A[i], m3, out=z_aug[..., :R])
             j = i if keep else 0
-            rate, log_rate = link.rate_and_log(torch.mm(z_aug.view(KB, R + 1), C_aug,
-                                                        out=eta_all[j]), out=rate_all[j])
-            ll = torch.sub(log_rate.view(K, B, n_ch) * y_l[i], rate.view(K, B, n_ch),
-                           alpha=bin_size).sum(-1)
-            lw = torch.sub(ll.add_(hs_l[i]), (r * r).sum(-1), alpha=0.5, out=out[i])
+            eta = torch.mm(z_aug.view(KB, R + 1), C_aug, out=eta_all[j]).view(K, B, n_ch)
+            rate, log_rate = link.rate_and_log(eta, out=rate_all[j], log_out=log_rate)
+            # Σ_c [y log f − Δ f] = −Δ Σ_c [f − (y/Δ) log f]
+            lw = torch.add(half_sq[i], torch.addcmul(rate, log_rate, y_scaled[i],
+                                                     out=terms).sum(-1),
+                           alpha=-bin_size, out=out[i])
+            r = torch.addcmul(beta[i], G[i], m3)
+            lw.sub_((r * r).sum(-1), alpha=0.5)
         if not keep:
             eta_all = rate_all = None
         ctx.save_for_backward(U_aug, V, decay, A, G, beta, C, C_aug, y, zp_all, m_all, z_all,
@@ -223,29 +226,30 @@ class EncoderPoissonLoop(torch.autograd.Function):
         opts = {"dtype": V.dtype, "device": V.device}
         gl4 = g_logw.reshape(steps, K, B, 1)
         m4 = m_all.view(steps, K, B, R)
-        # the likelihood: dℓ/dη for all steps (in blocks that bound the temporaries), the
-        # readout's gradients and what reaches each z_t from its own observation
+        # dL/dz_t = dL/dc_t, first what reaches each z_t from its own observation: dℓ/dη for
+        # all steps (in blocks that bound the temporaries) and the readout's gradients; the
+        # recursion below adds what comes back from later steps
         g_C_aug = C.new_zeros(n_ch, R + 1)  # [dL/dC, dL/dd]
-        g_obs = torch.empty(steps, K, B, R, **opts)
+        g_c = torch.empty(steps, K, B, R, **opts)
         block = max(1, _BLOCK_ELEMENTS // (KB * n_ch))
         for s in range(0, steps, block):
             e = slice(s, s + block)
             z_e = z_all[e].reshape(-1, R + 1)
             if eta_all is None:  # not kept: recompute
-                eta = z_e @ C_aug
+                eta = (z_e @ C_aug).view(-1, K, B, n_ch)
                 rate = link(eta)
             else:
-                eta, rate = eta_all[e], rate_all[e]
-            g_eta = link.loglik_grad(eta.view(-1, K, B, n_ch), y[e].unsqueeze(1), bin_size,
-                                     rate=rate.view(-1, K, B, n_ch)).mul_(gl4[e]).view(-1, n_ch)
+                eta, rate = eta_all[e].view(-1, K, B, n_ch), rate_all[e]
+            g_eta = link.loglik_grad(eta, y[e].unsqueeze(1), bin_size,
+                                     rate=rate).mul_(gl4[e]).view(-1, n_ch)
             g_C_aug.addmm_(g_eta.T, z_e)
-            torch.mm(g_eta, C, out=g_obs[e].view(-1, R))
+            torch.mm(g_eta, C, out=g_c[e].view(-1, R))
         # the proposal's r terms: dℓ/dr = −r
         g_beta = torch.addcmul(beta, G.unsqueeze(1), m4).mul_(gl4).neg_()
         g_G = (g_beta * m4).sum(1)
         g_r_m = g_beta * G.unsqueeze(1)  # what reaches m through r
-        # the time recursion, backwards
-        g_c = torch.empty(steps, K, B, R, **opts)  # dL/dz_t = dL/dc_t
+        # the time recursion, backwards; the transition's parameter gradients are accumulated
+        # for blocks of steps at once
         gm_all = torch.empty(steps, KB, R, **opts)
         rows = (anc_all.transpose(1, 2) * B
                 + torch.arange(B, device=V.device)).reshape(steps, KB)  # ancestor rows
@@ -253,30 +257,28 @@ class EncoderPoissonLoop(torch.autograd.Function):
         g_V = torch.zeros_like(V)
         U = U_aug[:R].T
         a = float(decay) if decay.numel() == 1 else None
-        pre_blk: list[torch.Tensor] = []
-        g_pre_blk: list[torch.Tensor] = []
         per_block = max(1, _BLOCK_ELEMENTS // (KB * N))
-        gz_next = torch.zeros(K, B, R, **opts)
+        pre_buf = torch.empty(per_block, KB, N, **opts)
+        g_pre_buf = torch.empty(per_block, KB, N, **opts)
+        g_z0 = torch.zeros(KB, R, **opts)
         for i in range(steps - 1, -1, -1):
-            gz = torch.add(g_obs[i], gz_next, out=g_c[i])
-            gm = torch.addcmul(g_r_m[i], gz, A[i], out=gm_all[i].view(K, B, R)).view(KB, R)
-            pre = torch.mm(zp_all[i], U_aug)
-            g_pre = phi.backward(gm @ V, pre)
-            pre_blk.append(pre)
-            g_pre_blk.append(g_pre)
+            # slot of step i in the block buffers: a block fills them from the last slot down
+            slot = per_block - 1 - (steps - 1 - i) % per_block
+            gm = torch.addcmul(g_r_m[i], g_c[i], A[i], out=gm_all[i].view(K, B, R)).view(KB, R)
+            pre = torch.mm(zp_all[i], U_aug, out=pre_buf[slot])
+            g_pre = torch.mm(gm, V, out=g_pre_buf[slot])
+            g_pre = phi.backward(g_pre, pre, out=g_pre)
             g_zp = _decayed_addmm(gm, g_pre, U, decay, a)
-            gz_next = torch.zeros(KB, R, **opts).index_add_(0, rows[i], g_zp).view(K, B, R)
-            if len(pre_blk) == per_block or i == 0:
-                lo = i  # the block holds steps lo .. lo + len - 1, stored last to first
-                hi = i + len(pre_blk)
-                pre_b = phi.apply_(torch.cat(pre_blk[::-1]))
-                g_pre_b = torch.cat(g_pre_blk[::-1])
-                g_V.addmm_(gm_all[lo:hi].reshape(-1, R).T, pre_b)
-                g_U_aug.addmm_(zp_all[lo:hi].reshape(-1, R + 1).T, g_pre_b)
-                pre_blk.clear()
-                g_pre_blk.clear()
+            # to the particles it was resampled from: z_{i-1} (or z_0)
+            (g_c[i - 1].view(KB, R) if i else g_z0).index_add_(0, rows[i], g_zp)
+            if slot == 0 or i == 0:  # the block holds steps i .. i + per_block − slot − 1
+                hi = i + per_block - slot
+                g_V.addmm_(gm_all[i:hi].reshape(-1, R).T,
+                           phi.apply_(pre_buf[slot:].view(-1, N)))
+                g_U_aug.addmm_(zp_all[i:hi].reshape(-1, R + 1).T,
+                               g_pre_buf[slot:].view(-1, N))
         g_decay = (gm_all * zp_all[..., :R]).sum((0, 1))
         g_A = (g_c * m4).sum(1)
-        return (gz_next, g_U_aug[:R], g_V, g_U_aug[R], _decay_grad(g_decay, decay), g_A,
-                g_G, g_c, g_beta, g_C_aug[:, :R], g_C_aug[:, R],
+        return (g_z0.view(K, B, R), g_U_aug[:R], g_V, g_U_aug[R], _decay_grad(g_decay, decay),
+                g_A, g_G, g_c, g_beta, g_C_aug[:, :R], g_C_aug[:, R],
                 None, None, None, None, None, None, None, None)

@@ -357,10 +357,10 @@ class EncoderProposal(Proposal):
                                  + 0.5 * (ld0[:, 0] + ld.sum(1))
                                  - 0.5 * (logdet_p0 + (T - 1) * logdet_p))
         half_sq = 0.5 * (eps * eps).sum(-1)
+        # stacked over time (indexing one step costs what unbinding all steps costs per step,
+        # and the fused loop never needs the per-step views)
         ctx.extra.update(A0=A0[0], G0=G0[0], c0=c0[0], beta0=beta0[0],
-                         A=A.unbind(0), G=G.unbind(0), c=c.unbind(0), beta=beta.unbind(0),
-                         half_sq=half_sq.unbind(0),
-                         stacked=(A, G, c, beta, half_sq[1:]))
+                         A=A, G=G, c=c, beta=beta, half_sq=half_sq)
         return ctx
 
     def run_fused(self, ctx, z0, logw0, resampler, generator):
@@ -370,7 +370,8 @@ class EncoderProposal(Proposal):
         from ..model.observation import PoissonObservation
 
         obs = ctx.model.observation
-        A, G, c, beta, half_sq = ctx.extra["stacked"]
+        x = ctx.extra
+        A, G, c, beta, half_sq = x["A"], x["G"], x["c"], x["beta"], x["half_sq"][1:]
         if (ctx.drive.ndim != 1 or not torch.is_grad_enabled() or A.ndim != 3
                 or not isinstance(obs, PoissonObservation) or obs.readout != "affine"):
             return None

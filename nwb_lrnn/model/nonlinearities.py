@@ -48,9 +48,11 @@ class Nonlinearity:
         """Elementwise φ'(x), same shape as ``x``."""
         raise NotImplementedError
 
-    def backward(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """grad ⊙ φ'(x) (a fused kernel where torch has one)."""
-        return grad * self.derivative(x)
+    def backward(self, grad: torch.Tensor, x: torch.Tensor, *,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        """grad ⊙ φ'(x) (a fused kernel where torch has one), written into ``out`` if given
+        (``out`` may be ``grad`` itself)."""
+        return torch.mul(grad, self.derivative(x), out=out)
 
     def apply_(self, x: torch.Tensor) -> torch.Tensor:
         """φ(x) written into ``x`` where possible (for fresh intermediates: autograd then keeps
@@ -94,8 +96,10 @@ class ReLU(Nonlinearity):
     def derivative(self, x):
         return (x > 0).to(x.dtype)
 
-    def backward(self, grad, x):
-        return torch.ops.aten.threshold_backward(grad, x, 0.0)
+    def backward(self, grad, x, *, out=None):
+        if out is None:
+            return torch.ops.aten.threshold_backward(grad, x, 0.0)
+        return torch.ops.aten.threshold_backward.grad_input(grad, x, 0.0, grad_input=out)
 
     def apply_(self, x):
         return torch.relu_(x)
@@ -131,8 +135,11 @@ class ClippedReLU(Nonlinearity):
     def derivative(self, x):
         return ((x > 0) & (x < self.clip)).to(x.dtype)
 
-    def backward(self, grad, x):
-        return torch.ops.aten.hardtanh_backward(grad, x, 0.0, self.clip)
+    def backward(self, grad, x, *, out=None):
+        if out is None:
+            return torch.ops.aten.hardtanh_backward(grad, x, 0.0, self.clip)
+        return torch.ops.aten.hardtanh_backward.grad_input(grad, x, 0.0, self.clip,
+                                                           grad_input=out)
 
     def apply_(self, x):
         return torch.nn.functional.hardtanh_(x, 0.0, self.clip)
@@ -176,8 +183,8 @@ class Identity(Nonlinearity):
     def derivative(self, x):
         return torch.ones_like(x)
 
-    def backward(self, grad, x):
-        return grad
+    def backward(self, grad, x, *, out=None):
+        return grad if out is None or out is grad else out.copy_(grad)
 
     @property
     def pieces(self):

@@ -46,11 +46,13 @@ class Link:
         """log f(η), computed stably."""
         return torch.log(self(eta))
 
-    def rate_and_log(self, eta: torch.Tensor, *, out: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(η) and log f(η) together (sharing work); f(η) is written into ``out`` if given."""
-        rate = self(eta)
-        return (rate if out is None else out.copy_(rate)), self.log(eta)
+    def rate_and_log(self, eta: torch.Tensor, *, out: torch.Tensor | None = None,
+                     log_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(η) and log f(η) together (sharing work), written into ``out`` and ``log_out``
+        when given."""
+        rate, log_rate = self(eta), self.log(eta)
+        return (rate if out is None else out.copy_(rate),
+                log_rate if log_out is None else log_out.copy_(log_rate))
 
     def loglik_grad(self, eta: torch.Tensor, y: torch.Tensor, bin_size: float, *,
                     rate: torch.Tensor | None = None) -> torch.Tensor:
@@ -71,9 +73,11 @@ class SoftplusLink(Link):
     def log(self, eta):
         return torch.log(softplus(eta) + 1e-12)
 
-    def rate_and_log(self, eta, *, out=None):
+    def rate_and_log(self, eta, *, out=None, log_out=None):
         rate = softplus(eta) if out is None else torch.ops.aten.softplus.out(eta, 1, 20, out=out)
-        return rate, torch.log(rate + 1e-12)
+        if log_out is None:
+            return rate, torch.log(rate + 1e-12)
+        return rate, torch.add(rate, 1e-12, out=log_out).log_()
 
     def loglik_grad(self, eta, y, bin_size, *, rate=None):
         # f' = sigmoid; d/dη [y log(f + 1e-12) − Δ f] = sigmoid(η) (y / (f + 1e-12) − Δ)
@@ -93,8 +97,8 @@ class ExpLink(Link):
     def log(self, eta):
         return eta
 
-    def rate_and_log(self, eta, *, out=None):
-        return torch.exp(eta, out=out), eta
+    def rate_and_log(self, eta, *, out=None, log_out=None):
+        return torch.exp(eta, out=out), (eta if log_out is None else log_out.copy_(eta))
 
     def loglik_grad(self, eta, y, bin_size, *, rate=None):
         return torch.sub(y, torch.exp(eta) if rate is None else rate, alpha=bin_size)
