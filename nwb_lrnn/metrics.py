@@ -77,9 +77,14 @@ def _underflows_float32(points: np.ndarray, centres: np.ndarray, sigma: float,
     return out
 
 
+# the paper's D_stsp evaluation uses at most this many time steps; draws are scored in chunks
+_DSTSP_MAX_TIME = 10_000
+_DSTSP_CHUNK = 128
+
+
 def dstsp(x_true, x_gen, *, method: str = "gmm", sigma: float = 1.0, n_samples: int = 1000,
-          max_time: int = 10000, n_bins: int = 30, random_state=None,
-          chunk_size: int = 128, drop_underflow: bool = False) -> float:
+          max_time: int = _DSTSP_MAX_TIME, n_bins: int = 30, random_state=None,
+          chunk_size: int = _DSTSP_CHUNK, drop_underflow: bool = False) -> float:
     """D_stsp: KL(p_true ‖ p_gen) between the state-space distributions of two data sets.
 
     Parameters
@@ -121,10 +126,7 @@ def dstsp(x_true, x_gen, *, method: str = "gmm", sigma: float = 1.0, n_samples: 
     >>> dstsp(x, x + 3.0, random_state=0) > dstsp(x, rng.normal(size=(2000, 3)), random_state=0)
     True
     """
-    a, b = _as_2d("x_true", x_true), _as_2d("x_gen", x_gen)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"x_true and x_gen must have the same number of channels, got "
-                         f"{a.shape[1]} and {b.shape[1]}.")
+    a, b = _paired_2d(x_true, x_gen)
     method = check_option("method", method, ("gmm", "binned"))
     if method == "binned":
         return _dstsp_binned(a, b, check_int("n_bins", n_bins, min_value=2))
@@ -136,6 +138,15 @@ def dstsp(x_true, x_gen, *, method: str = "gmm", sigma: float = 1.0, n_samples: 
                                       max_time=max_time, rng=check_random_state(random_state),
                                       chunk=chunk, underflow=bool(drop_underflow))
     return _mean_kept(log_ratio, keep)
+
+
+def _paired_2d(x_true, x_gen) -> tuple[np.ndarray, np.ndarray]:
+    """Both data sets as (time, channels) arrays with the same number of channels."""
+    a, b = _as_2d("x_true", x_true), _as_2d("x_gen", x_gen)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x_true and x_gen must have the same number of channels, got "
+                         f"{a.shape[1]} and {b.shape[1]}.")
+    return a, b
 
 
 def _gmm_log_ratios(a: np.ndarray, b: np.ndarray, *, sigma: float, n_samples: int,
@@ -722,8 +733,11 @@ def eeg_scores(estimator, data, *, n_steps: int = 10_000, burn_in: int = 2400,
     sd = gen.std(0)
     gen = (gen - gen.mean(0)) / np.where(sd > 0, sd, 1.0)
     # one set of draws scored both ways (= dstsp(..., drop_underflow=False / True))
-    log_ratio, keep = _gmm_log_ratios(ref, gen, sigma=1.0, n_samples=int(n_samples),
-                                      max_time=10_000, rng=check_random_state(random_state),
-                                      chunk=128, underflow=True)
+    ref, gen = _paired_2d(ref, gen)
+    log_ratio, keep = _gmm_log_ratios(ref, gen, sigma=1.0,
+                                      n_samples=check_int("n_samples", n_samples, min_value=1),
+                                      max_time=_DSTSP_MAX_TIME,
+                                      rng=check_random_state(random_state),
+                                      chunk=_DSTSP_CHUNK, underflow=True)
     return {"dstsp": _mean_kept(log_ratio, None), "dstsp_published": _mean_kept(log_ratio, keep),
             "dh": float(hellinger_spectrum(ref, gen, smoothing=smoothing)), "finite": True}

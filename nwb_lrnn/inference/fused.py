@@ -174,7 +174,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
         keep = steps * KB * n_ch <= _KEEP_ELEMENTS
         eta_all = z0.new_empty(steps if keep else 1, KB, n_ch)
         rate_all = z0.new_empty(steps if keep else 1, K, B, n_ch)
-        log_rate = z0.new_empty(K, B, n_ch)  # scratch (every elementwise output here is
+        log_buf = z0.new_empty(K, B, n_ch)  # scratch (every elementwise output here is
         terms = z0.new_empty(K, B, n_ch)  # contiguous: strided outputs are several × slower)
         y_scaled = y / -bin_size
         anc_all = torch.empty(steps, B, K, dtype=torch.long, device=z0.device)
@@ -201,7 +201,7 @@ class EncoderPoissonLoop(torch.autograd.Function):
             z = torch.addcmul(c[i], A[i], m3, out=z_aug[..., :R])
             j = i if keep else 0
             eta = torch.mm(z_aug.view(KB, R + 1), C_aug, out=eta_all[j]).view(K, B, n_ch)
-            rate, log_rate = link.rate_and_log(eta, out=rate_all[j], log_out=log_rate)
+            rate, log_rate = link.rate_and_log(eta, out=rate_all[j], log_out=log_buf)
             # Σ_c [y log f − Δ f] = −Δ Σ_c [f − (y/Δ) log f]
             lw = torch.add(half_sq[i], torch.addcmul(rate, log_rate, y_scaled[i],
                                                      out=terms).sum(-1),
