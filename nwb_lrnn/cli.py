@@ -37,6 +37,10 @@ SAMPLE_EEG_ATTRIBUTION = (
     "51(6):1034-1043, and Goldberger et al. 2000, Circulation 101(23):e215-e220.")
 
 
+THREADS_HELP = ("CPU threads for torch (default 0: chosen from the CPUs this process may use and "
+                "finds idle; small fits use 1)")
+
+
 class CLIError(Exception):
     """A user error: printed as one line."""
 
@@ -44,6 +48,14 @@ class CLIError(Exception):
 def _progress(args: argparse.Namespace) -> bool:
     """Progress bars: on when stderr is a terminal, unless --quiet."""
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """--threads N fixes the package's torch threads; 0 (the default) lets it choose."""
+    if getattr(args, "threads", 0):
+        from ._threads import set_num_threads
+
+        set_num_threads(args.threads)
 
 
 def sample_eeg_path() -> Path:
@@ -126,10 +138,7 @@ def _fit(args: argparse.Namespace) -> int:
     from . import LowRankRNN
     from .io import write_nwb
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     data = load_source(args)
     print(f"nwb-lrnn fit: {data}")
     long_recording = data.n_trials == 1
@@ -159,17 +168,37 @@ def _default_out(source: str) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .io import read_fit
+    """Describe a fit file; reads it with h5py only (no torch import, well under a second)."""
+    from .io.fit_nwb import summarize_fit
 
-    est = read_fit(args.fit)
-    cfg = est.model_config_
-    h = est.history_
-    print(f"{args.fit}: LowRankRNN rank {cfg.rank}, {cfg.n_units} units, "
-          f"{cfg.n_channels} channels, {cfg.observation} observations, "
-          f"nonlinearity {cfg.nonlinearity['name']}, bin {est.bin_size_ * 1e3:g} ms")
-    if h.train_bound:
-        print(f"  trained {len(h.train_bound)} epochs; final bound per step "
-              f"{h.train_bound[-1]:.4f}")
+    s = summarize_fit(args.fit)
+    m, e = s["model"], s["estimator"]
+    nl = m.get("nonlinearity")
+    nl = nl.get("name") if isinstance(nl, dict) else nl
+    bin_size = m.get("bin_size")
+    bin_txt = f", bin {float(bin_size) * 1e3:g} ms" if isinstance(bin_size, (int, float)) else ""
+    print(f"{args.fit}: LowRankRNN rank {m.get('rank')}, {m.get('n_units')} units, "
+          f"{m.get('n_channels')} channels, {m.get('observation')} observations, "
+          f"nonlinearity {nl}{bin_txt} (processing module {s['module']!r})")
+    if s["epochs"]:
+        val = (f", validation {s['final_val_bound']:.4f}"
+               if s["final_val_bound"] is not None else "")
+        print(f"  trained {s['epochs']} epochs with {e.get('n_particles')} particles; SMC "
+              f"bound per time step at the last epoch: training {s['final_train_bound']:.4f}"
+              f"{val}")
+    for name, value, split in s["metrics"]:
+        print(f"  metric {name} ({split}): {value:.4g}")
+    fp = s["fixed_points"]
+    if fp is None:
+        print("  fixed points: not stored (nwb-lrnn fixed-points FIT --store)")
+    else:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(fp.items()))
+        print(f"  fixed points: {sum(fp.values())} stored" + (f" ({kinds})" if kinds else ""))
+    for what in ("latents", "generated"):
+        if s[what] is not None:
+            print(f"  {what}: array of shape {s[what]}")
+    if s["source"].get("source"):
+        print(f"  source: {s['source']['source']}")
     return 0
 
 
@@ -389,7 +418,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _demo_eeg(args: argparse.Namespace) -> int:
     """The main job: real EEG -> paper preprocessing -> fit -> NWB results -> report."""
-    import torch
 
     from . import LowRankRNN
     from .analysis.fixed_points import find_fixed_points
@@ -398,8 +426,7 @@ def _demo_eeg(args: argparse.Namespace) -> int:
     from .metrics import eeg_scores
     from .report import make_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     cfg = dict(DEMO_SETTINGS["fast" if args.fast else "full"])
     if args.epochs is not None:
         cfg["max_epochs"] = args.epochs
@@ -461,14 +488,12 @@ def _demo_eeg(args: argparse.Namespace) -> int:
 
 def _demo_teacher_student(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from . import LowRankRNN
     from .analysis import correlation_similarity, latent_noise_in_observation_space
     from .teachers import oscillator_teacher
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     epochs = 50 if args.epochs is None else args.epochs
     print("nwb-lrnn demo: teacher–student fit (rank-2 teacher, 20 units, Gaussian observations)")
     teacher = oscillator_teacher(20, 2, seed=args.seed)
@@ -535,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--out", help="output NWB file (default: <source>_lrnn.nwb)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -587,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--trials", type=int, default=32, help="teacher–student only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
 

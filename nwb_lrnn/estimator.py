@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._threads import threads_for
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
 from .data import BinnedData, _clean_starts
 from .inference.proposals import PROPOSALS, make_proposal
@@ -514,11 +515,15 @@ class LowRankRNN:
         self.window_starts_ = pool
         self.history_ = TrainHistory()
         logger.info("fitting %s on %s", self, data)
-        self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
-                              inputs_val=u_val, verbose=bool(verbose),
-                              window_pool=None if pool is None else torch.as_tensor(pool),
-                              checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                              resume=resume)
+        # elements of the largest per-time-step arrays (particles x batch x units or channels)
+        work = tcfg.n_particles * min(tcfg.batch_size, train_data.n_trials if tcfg.window is None
+                                      else tcfg.batch_size) * max(mcfg.n_units, mcfg.n_channels)
+        with threads_for(work) as recheck:
+            self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
+                                  inputs_val=u_val, verbose=bool(verbose),
+                                  window_pool=None if pool is None else torch.as_tensor(pool),
+                                  checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                  resume=resume, on_epoch=recheck)
         return self
 
     @staticmethod
@@ -588,13 +593,14 @@ class LowRankRNN:
         y, u = data.astensor(device=self.device_)
         cfg = self.train_config_
         out = []
-        for s in range(0, y.shape[0], batch_size):
-            res = particle_filter(self.model_, self.proposal_, y[s:s + batch_size],
-                                  inputs=None if u is None else u[s:s + batch_size],
-                                  n_particles=K, resampler=get_resampler(cfg.resampling),
-                                  ess_threshold=cfg.ess_threshold, generator=gen,
-                                  return_particles=return_particles)
-            out.append(res)
+        work = K * min(batch_size, y.shape[0]) * max(self.model_config_.n_units, y.shape[-1])
+        with threads_for(work):
+            for s in range(0, y.shape[0], batch_size):
+                out.append(particle_filter(
+                    self.model_, self.proposal_, y[s:s + batch_size],
+                    inputs=None if u is None else u[s:s + batch_size], n_particles=K,
+                    resampler=get_resampler(cfg.resampling), ess_threshold=cfg.ess_threshold,
+                    generator=gen, return_particles=return_particles))
         return out
 
     @torch.no_grad()
@@ -788,8 +794,10 @@ class LowRankRNN:
             raise ValueError("inputs were given but the model was fitted without inputs.")
         gen = _generator(_seed_from(random_state), self.device_)
         try:
-            z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen,
-                                      burn_in=burn_in)
+            with threads_for(n_trials * max(self.model_config_.n_units,
+                                            self.model_config_.n_channels)):
+                z, y = self.model_.sample(n_trials, n_time, inputs=u, generator=gen,
+                                          burn_in=burn_in)
         except RuntimeError as err:  # e.g. Poisson counts drawn from infinite rates
             if "rate" not in str(err):
                 raise

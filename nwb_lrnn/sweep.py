@@ -361,7 +361,10 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     from .estimator import LowRankRNN, _seed_from
 
     if torch_threads is not None:
+        from ._threads import set_num_threads
+
         torch.set_num_threads(int(torch_threads))
+        set_num_threads(int(torch_threads))
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     t0 = time.perf_counter()

@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._threads import threads_for
 from .._validate import check_float, check_int, check_option
 
 __all__ = ["Cycles", "FixedPoints", "find_cycles", "find_fixed_points", "zaslavsky_bound"]
@@ -779,6 +780,21 @@ def find_fixed_points(model: Any, *, inputs: Any = None, method: str = "auto",
     nb = len(net.bps)
     stats: dict[str, Any] = {"zaslavsky_bound": zaslavsky_bound(net.N * nb, net.R) if pl
                              else None}
+    # work per batched operation grows with the regions listed (threads: nwb_lrnn._threads)
+    work = _n_regions_exact(net) * net.R if pl else 0
+    with threads_for(work):
+        z, ev, stab, kind, x, pattern = _search(net, method, tol, chunk, gen, verbose, stats,
+                                                bound, n_starts, starts, marginal_tol, pl)
+    stats["seconds"] = time.perf_counter() - t0
+    return FixedPoints(z=z.cpu().numpy(), unit_activity=x.cpu().numpy(), eigenvalues=ev,
+                       stability=stab, kind=kind, pattern=pattern.cpu().numpy(),
+                       approximate=method == "newton", method=method,
+                       inputs=None if inputs is None else np.asarray(inputs, dtype=float),
+                       stats=stats)
+
+
+def _search(net, method, tol, chunk, gen, verbose, stats, bound, n_starts, starts,
+            marginal_tol, pl):
     if method == "regions":
         z, _ = _regions_method(net, tol=tol, chunk=chunk, gen=gen, verbose=verbose,
                                stats=stats)
@@ -797,12 +813,7 @@ def find_fixed_points(model: Any, *, inputs: Any = None, method: str = "auto",
     x = z @ net.U.T + net.c
     pattern = (net.pieces(x).to(torch.int8) if pl
                else torch.full(x.shape, -1, dtype=torch.int8))
-    stats["seconds"] = time.perf_counter() - t0
-    return FixedPoints(z=z.cpu().numpy(), unit_activity=x.cpu().numpy(), eigenvalues=ev,
-                       stability=stab, kind=kind, pattern=pattern.cpu().numpy(),
-                       approximate=method == "newton", method=method,
-                       inputs=None if inputs is None else np.asarray(inputs, dtype=float),
-                       stats=stats)
+    return z, ev, stab, kind, x, pattern
 
 
 def find_cycles(model: Any, *, period: int = 2, inputs: Any = None, tol: float = 1e-8,
@@ -883,13 +894,14 @@ def find_cycles(model: Any, *, period: int = 2, inputs: Any = None, tol: float =
         if bool(ok.any()):
             found.append(z[ok])
 
-    for s in seqs:
-        batch.append(s)
-        if len(batch) >= per:
+    with threads_for(min(per, P ** (period - 1)) * P * R):
+        for s in seqs:
+            batch.append(s)
+            if len(batch) >= per:
+                flush(batch)
+                batch = []
+        if batch:
             flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
     z = _dedupe(torch.cat(found), tol) if found else torch.zeros((0, R), dtype=_DT)
     # group points into orbits
     orbits, seen = [], torch.zeros(len(z), dtype=torch.bool)

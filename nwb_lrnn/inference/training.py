@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -182,7 +183,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
           verbose: bool = True, window_pool: torch.Tensor | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-          resume: bool = False) -> TrainHistory:
+          resume: bool = False, on_epoch: Callable[[], None] | None = None) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
 
     Parameters
@@ -211,6 +212,9 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     resume : bool
         Continue from ``checkpoint`` when it exists (it must come from the same settings and
         shapes). On CPU the result is bitwise the one of an uninterrupted run.
+    on_epoch : callable, optional
+        Called with no arguments before every epoch (the estimator uses it to give CPU threads
+        back when other processes start; see :mod:`nwb_lrnn._threads`).
 
     Returns
     -------
@@ -261,6 +265,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         bar.update(start_epoch)
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
+            if on_epoch is not None:
+                on_epoch()
             ep_total, ep_count = 0.0, 0
             for idx, starts in _batches(n_seq, n_time, cfg, generator, window_pool):
                 yb = _take(y, idx, starts, cfg.window)

@@ -19,6 +19,7 @@ _NAMES = {
     "read_nlb": ".nlb",
     "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
     "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
+    "summarize_fit": ".fit_nwb",
 }
 
 __all__ = sorted(_NAMES)

@@ -29,7 +29,7 @@ import numpy as np
 from .._validate import check_option
 
 __all__ = ["FitFileError", "load_extension", "read_fit", "read_fit_source", "store_fixed_points",
-           "write_nwb"]
+           "summarize_fit", "write_nwb"]
 
 logger = logging.getLogger(__name__)
 
@@ -593,6 +593,69 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
         if mean.shape == std.shape == (est.model_config_.n_channels,):
             est.zscore_ = {"mean": mean.tolist(), "std": std.tolist()}
     return est
+
+
+def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) -> dict:
+    """What a fit file holds, read with h5py alone (no torch, no model is built).
+
+    Returns
+    -------
+    dict
+        ``model`` (the model's settings), ``estimator`` (the estimator's arguments), ``epochs``,
+        ``final_train_bound`` and ``final_val_bound`` (SMC bound per time step, or None),
+        ``metrics`` (list of (name, value, split)), ``fixed_points`` (a dict stability ->
+        count, or None when no table is stored), ``latents`` and ``generated`` (shape of the
+        stored array, or None), ``source`` (the provenance dict).
+
+    Raises
+    ------
+    FileNotFoundError, FitFileError
+    """
+    path = Path(path).expanduser()
+    with _open_fit_file(path) as f:
+        group = _find_model_group(f, path, module_name)
+        module = group.parent
+        raw = group.attrs.get("model_config", "{}")
+        try:
+            cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            model_cfg, est_params = dict(cfg["model"]), dict(cfg["estimator"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise FitFileError(f"{path}: the model_config attribute is not valid "
+                               f"({err}).") from None
+
+        def floats(name, where=group):
+            obj = where.get(name)
+            if obj is None or not hasattr(obj, "shape") or len(obj.shape) != 1:
+                return []
+            return [float(v) for v in obj[()]]
+
+        def texts(obj):
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in obj[()]]
+
+        train, val = floats("training_bound"), floats("validation_bound")
+        metrics = []
+        table = module.get("metrics")
+        if table is not None and {"metric", "value", "split"} <= set(table.keys()):
+            metrics = list(zip(texts(table["metric"]), floats("value", table),
+                               texts(table["split"]), strict=False))
+        fixed = None
+        table = module.get("fixed_points")
+        if table is not None and "stability" in table:
+            fixed = {}
+            for kind in texts(table["stability"]):
+                fixed[kind] = fixed.get(kind, 0) + 1
+
+        def shape(name):
+            obj = module.get(name)
+            data = obj.get("data") if obj is not None and hasattr(obj, "get") else None
+            return tuple(int(n) for n in data.shape) if data is not None else None
+
+        return {"model": model_cfg, "estimator": est_params, "epochs": len(train),
+                "final_train_bound": train[-1] if train else None,
+                "final_val_bound": val[-1] if val else None, "metrics": metrics,
+                "fixed_points": fixed, "latents": shape("posterior_latents"),
+                "generated": shape("generated"), "source": _source_of(group),
+                "module": module.name.rsplit("/", 1)[-1]}
 
 
 def _find_model_group(f, path, module_name):
