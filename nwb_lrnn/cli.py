@@ -148,15 +148,59 @@ def _fit(args: argparse.Namespace) -> int:
                      steps_per_epoch=args.steps_per_epoch or (50 if long_recording else None),
                      batch_size=args.batch_size, learning_rate=args.lr,
                      lr_final=args.lr / 100, random_state=args.seed, device=args.device,
-                     verbose=_progress(args))
+                     validation_fraction=args.validation_fraction, verbose=_progress(args))
     t0 = time.perf_counter()
     est.fit(data)
     dt = time.perf_counter() - t0
     out = Path(args.out) if args.out else Path(_default_out(args.source))
-    write_nwb(est, out, data=data, overwrite=args.overwrite)
-    print(f"  fitted in {dt:.1f} s: bound per step {est.history_.train_bound[-1]:.4f}")
+    include = ("model", "latents", "generated", "metrics")
+    if est.stable_ is False:  # keep the fit: store no surrogate data from diverging dynamics
+        include = tuple(x for x in include if x != "generated")
+    print(f"  fitted in {dt:.1f} s: SMC bound per time step at the last epoch "
+          f"{est.history_.train_bound[-1]:.4f}"
+          + (f" (validation {est.history_.val_bound[-1]:.4f})" if est.history_.val_bound
+             else ""))
+    print(f"  {stability_line(est)}")
+    metrics = _baseline_metrics(est, data, args)
+    write_nwb(est, out, data=data, overwrite=args.overwrite, include=include, metrics=metrics)
     print(f"  wrote {out}")
     return 0
+
+
+def _baseline_metrics(est, data, args) -> dict:
+    """The fit beside simple baselines on its held-out part, printed; rows for the file."""
+    from .baselines import compare_to_baselines, format_comparison
+
+    train, val = est.split(data)
+    if val is None:
+        print("  baselines: none (--validation-fraction 0: no held-out data to compare on)")
+        return {}
+    k = 5
+    try:
+        rows = compare_to_baselines(est, train, val, k=k, random_state=args.seed)
+    except ValueError as err:  # e.g. a held-out part too short for VAR(5)
+        print(f"  baselines: not computed ({err})")
+        return {}
+    what = "trials" if data.n_trials >= 2 else "of the time (the end)"
+    print(f"  held-out comparison ({args.validation_fraction:g} {what}; loglik/bin: the RNN's "
+          f"SMC bound, the baselines' exact one-step log-likelihood):")
+    for line in format_comparison(rows, k=k).splitlines():
+        print(f"    {line}")
+    return {f"{r['model']}.{name}": (float(v), "validation") for r in rows
+            for name, v in r.items() if name != "model"}
+
+
+def stability_line(est) -> str:
+    """One line on the end-of-fit generation check (``est.stable_``)."""
+    r = getattr(est, "stability_", None)
+    if not r:
+        return "generation: not checked (stability_check=0)"
+    if r["stable"]:
+        return (f"generation: bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
+                f"|z| {r['ratio']:.2f}x the data's)")
+    return (f"generation: NOT bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
+            f"|z| {r['ratio']:.3g}x the data's); no surrogate data stored. Refit with "
+            f"--nonlinearity clipped_relu, a lower --lr or more --epochs.")
 
 
 def _default_out(source: str) -> str:
@@ -458,6 +502,7 @@ def _demo_eeg(args: argparse.Namespace) -> int:
     t_fit = time.perf_counter() - t0
     print(f"  fitted in {t_fit:.1f} s ({cfg['max_epochs']} epochs, N={cfg['n_units']} units, "
           f"K={cfg['n_particles']} particles)")
+    print(f"  {stability_line(est)}")
 
     # the paper's evaluation: 2400 burn-in steps dropped, Hann-smoothed, z-scored
     fast = args.fast
@@ -549,13 +594,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default)")
     p.add_argument("--rank", type=int, default=3)
     p.add_argument("--units", type=int, default=64)
-    p.add_argument("--nonlinearity", default="relu")
+    p.add_argument("--nonlinearity", default="clipped_relu",
+                   choices=("clipped_relu", "relu", "tanh", "identity"),
+                   help="φ (default clipped_relu: bounded dynamics)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
     p.add_argument("--particles", type=int, default=32)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--window", type=int, default=None, help="training window in bins")
     p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--validation-fraction", type=float, default=0.2,
+                   help="held out for the validation bound and the baseline comparison: this "
+                        "fraction of the trials, or the end of one long recording (default "
+                        "0.2; 0: train on everything, no comparison)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)

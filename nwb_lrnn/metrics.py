@@ -18,6 +18,7 @@ that memory stays bounded.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -26,6 +27,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln, logsumexp
 
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["bits_per_spike", "co_bps", "compare_spike_statistics", "dstsp", "eeg_scores",
            "fp_bps", "hann_smooth", "hellinger_spectrum", "poisson_nll", "psth_r2",
@@ -528,29 +531,54 @@ def _counts_3d(name: str, counts) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr
 
 
-def _isis(counts: np.ndarray, bin_size: float) -> list[np.ndarray]:
-    """Approximate inter-spike intervals per neuron: the k spikes of a bin are placed evenly
-    inside it, at t_bin + (j + 1/2)/k · Δ; intervals are taken within trials only."""
+def _isi_runs(counts: np.ndarray, bin_size: float):
+    """Approximate inter-spike intervals per neuron as (values, multiplicities), in time order.
+
+    The k spikes of a bin are placed evenly inside it, at t_bin + (j + 1/2)/k · Δ; intervals are
+    taken within trials only. A bin with k spikes holds k − 1 intervals of Δ/k; between two
+    non-empty bins i < j lies one interval of (j − i − 1 + 1/(2 k_i) + 1/(2 k_j)) · Δ. Memory
+    is O(non-empty bins) whatever the counts (a diverged model's 10⁹ spikes per bin included).
+    """
     n_trials, _, n_neurons = counts.shape
     out = []
     for n in range(n_neurons):
-        parts = []
+        vals, mult = [], []
         for tr in range(n_trials):
-            k = np.rint(counts[tr, :, n]).astype(np.int64)
+            k = np.rint(counts[tr, :, n])
             nz = np.flatnonzero(k)
             if nz.size == 0:
                 continue
             kk = k[nz]
-            bins = np.repeat(nz, kk)
-            within = np.concatenate([(np.arange(m) + 0.5) / m for m in kk])
-            times = (bins + within) * bin_size
-            if times.size > 1:
-                parts.append(np.diff(times))
-        out.append(np.concatenate(parts) if parts else np.empty(0))
+            v = np.empty(2 * nz.size - 1)
+            m = np.empty(2 * nz.size - 1)
+            v[0::2] = bin_size / kk
+            m[0::2] = kk - 1
+            v[1::2] = (np.diff(nz) - 1 + 0.5 / kk[:-1] + 0.5 / kk[1:]) * bin_size
+            m[1::2] = 1
+            keep = m > 0
+            vals.append(v[keep])
+            mult.append(m[keep])
+        out.append((np.concatenate(vals), np.concatenate(mult)) if vals
+                   else (np.empty(0), np.empty(0)))
     return out
 
 
-def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
+def _expand_runs(values: np.ndarray, mult: np.ndarray, max_n: int) -> tuple[np.ndarray, bool]:
+    """The intervals themselves, in time order; at most ``max_n`` of them, evenly spaced."""
+    total = float(mult.sum())
+    if total <= max_n:
+        return np.repeat(values, mult.astype(np.int64)), False
+    pos = np.linspace(0.0, total - 1.0, max_n)
+    return values[np.searchsorted(np.cumsum(mult), pos, side="right")], True
+
+
+MAX_ISIS = 100_000
+"""Intervals per neuron that ``spike_statistics`` returns at most (an even subsample beyond);
+the ISI CV and histogram are computed from all of them."""
+
+
+def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30,
+                     max_isis: int = MAX_ISIS) -> dict:
     """Single-neuron and population statistics of binned spike counts (DESIGN §5).
 
     Parameters
@@ -561,6 +589,10 @@ def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
         Bin width in seconds.
     n_hist_bins : int
         Bins of the population-rate and ISI histograms.
+    max_isis : int
+        At most this many ISIs per neuron are returned under ``isi`` (evenly spaced in time
+        beyond; ``isi_subsampled`` says for which neurons). ``isi_cv`` and ``isi_hist`` always
+        use every interval, in memory that does not grow with the counts.
 
     Returns
     -------
@@ -580,6 +612,8 @@ def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
             Approximate ISIs per neuron in s: from binned counts, the k spikes of a bin are
             placed evenly inside it (at t + (j + ½)/k · Δ), intervals within trials only,
             so ISIs below one bin are only resolved as Δ/k.
+        ``isi_subsampled`` (neurons,) bool
+            True where ``isi`` holds a subsample (more than ``max_isis`` intervals).
         ``isi_cv`` (neurons,)
             Coefficient of variation of each neuron's ISIs (NaN with < 2 ISIs).
         ``isi_hist`` (density (n_hist_bins,), edges)
@@ -594,6 +628,7 @@ def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
     """
     bin_size = check_float("bin_size", bin_size, min_value=0.0, strict_min=True)
     n_hist_bins = check_int("n_hist_bins", n_hist_bins, min_value=1)
+    max_isis = check_int("max_isis", max_isis, min_value=1)
     c = _counts_3d("counts", counts)
     flat = c.reshape(-1, c.shape[-1])
     mean = flat.mean(0)
@@ -609,20 +644,44 @@ def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30) -> dict:
     np.fill_diagonal(corr, np.where(const, np.nan, 1.0))
     pop = flat.sum(1) / (c.shape[-1] * bin_size)
     hist = np.histogram(pop, bins=n_hist_bins, density=pop.max() > pop.min())
-    isi = _isis(c, bin_size)
-    isi_cv = np.array([v.std() / v.mean() if v.size > 1 and v.mean() > 0 else np.nan
-                       for v in isi])
-    pooled = np.concatenate(isi) if isi else np.empty(0)
-    if pooled.size:
-        edges = np.geomspace(bin_size / 10, max(pooled.max(), bin_size) * 1.0001,
+    runs = _isi_runs(c, bin_size)
+    isi_cv = np.full(len(runs), np.nan)
+    for i, (v, m) in enumerate(runs):
+        w = m.sum()
+        if w > 1:
+            mu = (v * m).sum() / w
+            if mu > 0:
+                isi_cv[i] = np.sqrt((m * (v - mu) ** 2).sum() / w) / mu
+    expanded = [_expand_runs(v, m, max_isis) for v, m in runs]
+    isi = [e[0] for e in expanded]
+    isi_sub = np.array([e[1] for e in expanded], dtype=bool)
+    if isi_sub.any():
+        logger.warning("spike_statistics: %d of %d neurons have more than max_isis=%d ISIs; "
+                       "'isi' holds an even subsample of those (the ISI CV and histogram use "
+                       "all of them)", int(isi_sub.sum()), isi_sub.size, max_isis)
+    vals = np.concatenate([v for v, _ in runs]) if runs else np.empty(0)
+    mults = np.concatenate([m for _, m in runs]) if runs else np.empty(0)
+    if vals.size:
+        edges = np.geomspace(bin_size / 10, max(vals.max(), bin_size) * 1.0001,
                              n_hist_bins + 1)
-        isi_hist = np.histogram(pooled, bins=edges, density=True)
+        isi_hist = np.histogram(vals, bins=edges, weights=mults, density=True)
     else:
         isi_hist = (np.zeros(n_hist_bins), np.geomspace(bin_size / 10, bin_size,
                                                         n_hist_bins + 1))
     return {"mean_rate": mean / bin_size, "fano": fano, "correlation": corr,
             "population_rate": pop, "population_rate_hist": hist, "isi": isi,
-            "isi_cv": isi_cv, "isi_hist": isi_hist}
+            "isi_subsampled": isi_sub, "isi_cv": isi_cv, "isi_hist": isi_hist}
+
+
+class _quiet_subsampling:
+    """Silences spike_statistics' subsampling message where no ISIs are returned."""
+
+    def __enter__(self):
+        self._level = logger.level
+        logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        logger.setLevel(self._level)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -669,8 +728,9 @@ def compare_spike_statistics(data, generated, *, bin_size: float | None = None) 
         bin_size = getattr(data, "bin_size", None)
         if bin_size is None:
             raise ValueError("bin_size is required when data is an array (not BinnedData).")
-    a = spike_statistics(data, bin_size)
-    b = spike_statistics(generated, bin_size)
+    with _quiet_subsampling():  # the ISIs themselves are not needed, only their CV
+        a = spike_statistics(data, bin_size, max_isis=1)
+        b = spike_statistics(generated, bin_size, max_isis=1)
     if a["mean_rate"].shape != b["mean_rate"].shape:
         raise ValueError(f"data and generated must have the same neurons, got "
                          f"{a['mean_rate'].size} and {b['mean_rate'].size}.")

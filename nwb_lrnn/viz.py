@@ -42,6 +42,42 @@ def plot_training(history, *, ax=None):
     return fig
 
 
+def plot_generation_check(report: dict, *, bin_size: float = 1.0, ax=None):
+    """The largest |z| of a long simulation over time, against the data's latent range.
+
+    Parameters
+    ----------
+    report : dict
+        From ``LowRankRNN.check_generation(..., return_trace=True)``: ``trace`` (n_time,) is
+        the largest |z| over runs at each step.
+    """
+    plt = _plt()
+    fig, ax = (plt.subplots(figsize=(8.5, 2.8)) if ax is None else (ax.figure, ax))
+    trace = np.asarray(report["trace"], dtype=float)
+    t = np.arange(len(trace)) * bin_size
+    block = max(1, len(trace) // 2000)  # long runs: the maximum of each block of steps
+    if block > 1:
+        n = len(trace) // block * block
+        trace = np.nanmax(trace[:n].reshape(-1, block), axis=1)
+        t = t[:n:block]
+    finite = np.isfinite(trace)
+    ax.semilogy(t[finite], np.maximum(trace[finite], 1e-12), lw=0.7, color="C0",
+                label=f"simulated, max over {report['n_trials']} runs"
+                      + (f" and {block} steps" if block > 1 else ""))
+    ref = report["data_max_abs_z"]
+    ax.axhline(ref, color="k", lw=1, label="data (largest posterior |z|)")
+    ax.axhline(report["bound_factor"] * ref, color="C3", ls="--", lw=1,
+               label=f"bound ({report['bound_factor']:g}x data)")
+    if report["first_step_out"] is not None:
+        ax.axvline(report["first_step_out"] * bin_size, color="C3", lw=0.8)
+    ax.set_xlabel("time (s)" if bin_size != 1.0 else "step")
+    ax.set_ylabel("max |z|")
+    ax.set_title("Long simulation: " + ("bounded" if report["stable"] else "NOT bounded"))
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 def plot_latents(mean: np.ndarray, std: np.ndarray | None = None, *, bin_size: float = 1.0,
                  trial: int = 0, max_time: int | None = 2000):
     """Posterior latents of one trial with ±2 SD bands.

@@ -40,9 +40,15 @@ def test_fit_nwb_file_writes_a_fit_and_info_reads_it(tmp_path, capsys):
     assert main(["fit", str(src), "--bin-size", "0.1", "--epochs", "1", "--units", "6",
                  "--rank", "2", "--window", "50", "--steps-per-epoch", "2", "--quiet",
                  "--out", str(out)]) == 0
-    assert out.exists() and f"wrote {out}" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert out.exists() and f"wrote {out}" in text
+    assert "generation: bounded over" in text  # the end-of-fit check (LowRankRNN.stable_)
+    assert "held-out comparison" in text and "poisson_glm1" in text  # baselines, same split
     assert main(["info", str(out)]) == 0
-    assert "LowRankRNN rank 2, 6 units, 3 channels, poisson" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "LowRankRNN rank 2, 6 units, 3 channels, poisson" in text
+    assert "metric generation_bounded (generation): 1" in text
+    assert "metric poisson_glm1.loglik_per_bin (validation)" in text
     npy = tmp_path / "gen.npy"
     assert main(["generate", str(out), "--trials", "2", "--time", "30", "--out",
                  str(npy)]) == 0

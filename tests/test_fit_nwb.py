@@ -71,7 +71,9 @@ def test_written_contents_and_provenance(spike_fit, tmp_path):
         assert nwb.subject.subject_id == ""  # copied from the source file (which has none)
         assert nwb.session_start_time.isoformat().startswith("2022-04-05")
         metrics = mod["metrics"].to_dataframe()
-        assert metrics["metric"].tolist() == ["bound_per_step"]
+        assert metrics["metric"].tolist() == ["bound_per_step", "generation_bounded",
+                                              "generation_max_abs_z_ratio"]
+        assert metrics["value"].iloc[1] == float(est.stable_)
 
 
 def test_opens_with_plain_pynwb_without_nwb_lrnn(gauss_fit, tmp_path):

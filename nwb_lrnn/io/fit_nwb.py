@@ -202,7 +202,8 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     fixed_points : FixedPoints, optional
         A precomputed fixed-point table.
     metrics : dict, optional
-        Extra measures to store (name -> value).
+        Extra measures to store: name -> value (split 'user') or name -> (value, split), e.g.
+        ``{"var1.loglik_per_bin": (-80.2, "validation")}`` for a baseline's measure.
     subject : pynwb.file.Subject or dict, optional
         Subject metadata for a new file (DANDI needs subject_id, species, sex, age).
     session_description : str, optional
@@ -468,8 +469,13 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
         hist = est.history_
         if hist.val_bound:
             rows.append(("bound_per_step", float(hist.val_bound[-1]), "validation"))
+        stab = getattr(est, "stability_", None)
+        if stab:  # the long simulation at the end of the fit (LowRankRNN.check_generation)
+            rows.append(("generation_bounded", float(bool(stab["stable"])), "generation"))
+            rows.append(("generation_max_abs_z_ratio", float(stab["ratio"]), "generation"))
         for k, v in (metrics or {}).items():
-            rows.append((str(k), float(v), "user"))
+            value, split = v if isinstance(v, tuple) and len(v) == 2 else (v, "user")
+            rows.append((str(k), float(value), str(split)))
         if rows:
             table = _cls("FitMetrics")(name="metrics", description="Measures of the fit.")
             for name, value, split in rows:
@@ -702,7 +708,7 @@ def _read_model_group(g, path) -> dict[str, Any]:
                            f"describe {sum(sizes)}.")
     state, pos = {}, 0
     for k, shp, n in zip(keys, shapes, sizes, strict=True):
-        state[k] = values[pos:pos + n].reshape(shp).astype(np.float32)
+        state[k] = values[pos:pos + n].reshape(shp)  # float64; the model casts
         pos += n
     try:
         cfg = json.loads(attr("model_config"))

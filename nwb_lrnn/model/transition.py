@@ -166,12 +166,26 @@ class LowRankTransition(nn.Module):
         L = self.noise.chol()
         z = self.init_mean + eps[0] @ self.init_noise.chol().T
         drive = self.drive(inputs)
-        out = []
-        for t in range(total):
-            if t > 0:
-                d_t = drive if drive.ndim == 1 else drive[:, t - 1]
-                z = self.mean(z, d_t) + eps[t] @ L.T
+        out = torch.empty((n_trials, n_time, R), device=dev, dtype=z.dtype)
+        if burn_in == 0:
+            out[:, 0] = z
+        if drive.ndim == 1 and not torch.is_grad_enabled():
+            # autonomous and no gradient: the constants once, 3 ops a step (18 us against
+            # 90-110 us through mean() for R = 3, N = 96, 4 runs, 1 thread)
+            noise = eps[1:] @ L.T
+            a = self.decay.expand(R).contiguous()
+            Ut, Vt, c = self.U_t.contiguous(), self.V.T.contiguous(), drive.contiguous()
+            phi = self.phi
+            for t in range(1, total):
+                z = torch.addmm(torch.addcmul(noise[t - 1], a, z),
+                                phi(torch.addmm(c, z, Ut)), Vt)
+                if t >= burn_in:
+                    out[:, t - burn_in] = z
+            return out
+        for t in range(1, total):
+            d_t = drive if drive.ndim == 1 else drive[:, t - 1]
+            z = self.mean(z, d_t) + eps[t] @ L.T
             if t >= burn_in:
-                out.append(z)
-        return torch.stack(out, dim=1)
+                out[:, t - burn_in] = z
+        return out
 

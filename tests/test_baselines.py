@@ -1,0 +1,141 @@
+"""Baselines (nwb_lrnn.baselines) against independent formulas, and the RNN beside them."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nwb_lrnn import BinnedData, LowRankRNN
+from nwb_lrnn.baselines import (
+    VAR,
+    IIDGaussian,
+    PoissonGLM,
+    compare_to_baselines,
+    fa_latents,
+    pca_latents,
+)
+
+
+def _ar(n_trials=2, T=3000, A=None, seed=0):
+    rng = np.random.default_rng(seed)
+    A = np.array([[0.8, 0.1], [-0.2, 0.7]]) if A is None else A
+    x = np.zeros((n_trials, T, 2))
+    for t in range(1, T):
+        x[:, t] = x[:, t - 1] @ A.T + 0.5 * rng.normal(size=(n_trials, 2))
+    return x, A
+
+
+def test_var_recovers_its_coefficients_and_likelihood():
+    x, A = _ar()
+    var = VAR(1).fit(x)
+    np.testing.assert_allclose(var.coef_[:2].T, A, atol=0.03)
+    np.testing.assert_allclose(var.cov_, 0.25 * np.eye(2), atol=0.02)
+    # one-step predictive density, by scipy
+    resid = (x[:, 1:] - (x[:, :-1] @ var.coef_[:2] + var.coef_[2])).reshape(-1, 2)
+    ref = stats.multivariate_normal(np.zeros(2), var.cov_).logpdf(resid).mean()
+    assert var.log_likelihood(x) == pytest.approx(ref, rel=1e-10)
+
+
+def test_var_k_step_prediction_is_the_iterated_map():
+    x, _ = _ar(1, 400)
+    var = VAR(1).fit(x)
+    A, c = var.coef_[:2].T, var.coef_[2]
+    pred = var.predict(x, k=3)
+    t = 100
+    ref = x[0, t - 3]
+    for _ in range(3):
+        ref = A @ ref + c
+    np.testing.assert_allclose(pred[0, t], ref, rtol=1e-10)
+    assert np.isnan(pred[0, :3]).all() and np.isfinite(pred[0, 3:]).all()
+    assert VAR(2).fit(x).predict(x, k=2).shape == x.shape
+
+
+def test_iid_gaussian_is_scipy():
+    x = np.random.default_rng(1).normal(size=(3, 200, 4)) @ np.diag([1, 2, 3, 4])
+    m = IIDGaussian().fit(x)
+    flat = x.reshape(-1, 4)
+    ref = stats.multivariate_normal(flat.mean(0), np.cov(flat.T)).logpdf(flat).mean()
+    assert m.log_likelihood(x) == pytest.approx(ref, rel=1e-6)
+    assert m.sample(2, 50, random_state=0).shape == (2, 50, 4)
+
+
+def test_poisson_glm_constant_rate_is_scipy_and_history_is_learnt():
+    rng = np.random.default_rng(0)
+    y = rng.poisson([0.5, 2.0, 4.0], size=(5, 400, 3))
+    glm0 = PoissonGLM(0).fit(y)
+    ref = stats.poisson(y.reshape(-1, 3).mean(0)).logpmf(y.reshape(-1, 3)).sum(1).mean()
+    assert glm0.log_likelihood(y) == pytest.approx(ref, rel=1e-9)
+    # self-exciting counts: the history coefficient is positive and the likelihood better
+    z = np.zeros((4, 1500, 1))
+    for t in range(1, 1500):
+        z[:, t] = rng.poisson(np.exp(-1.0 + 0.8 * np.log1p(z[:, t - 1])))
+    glm1 = PoissonGLM(1).fit(z)
+    assert glm1.coef_[0, 0] == pytest.approx(0.8, abs=0.15)
+    assert glm1.log_likelihood(z) > PoissonGLM(0).fit(z).log_likelihood(z)
+    assert glm1.predict(z, k=2).shape == z.shape
+    assert glm1.sample(2, 100, random_state=0).shape == (2, 100, 1)
+
+
+def test_pca_and_fa_latents_find_a_shared_signal():
+    rng = np.random.default_rng(0)
+    s = np.sin(np.linspace(0, 40, 2000))[None, :, None]
+    rates = np.exp(0.5 + 0.8 * s * rng.normal(size=(1, 1, 30)))
+    y = rng.poisson(rates * 0.5)
+    for fn in (pca_latents, fa_latents):
+        lat = fn(y, n_components=1, bin_size=0.02)
+        assert lat.shape == (1, 2000, 1)
+        assert abs(np.corrcoef(lat[0, :, 0], s[0, :, 0])[0, 1]) > 0.9
+
+
+def test_baselines_reject_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        VAR(1).fit(np.full((1, 10, 2), np.nan))
+    with pytest.raises(ValueError, match="too short"):
+        VAR(5).fit(np.zeros((1, 4, 2)))
+    with pytest.raises(ValueError, match="non-negative"):
+        PoissonGLM(1).fit(-np.ones((1, 10, 2)))
+
+
+def test_true_model_beats_the_baselines_on_dynamics():
+    rng = np.random.default_rng(0)
+    teacher = LowRankRNN.from_parameters(U=rng.normal(size=(20, 2)),
+                                         V=rng.normal(size=(2, 20)) * 0.4, decay=0.9,
+                                         nonlinearity="tanh", noise_z=0.1, random_state=0)
+    train = teacher.sample(8, 200, random_state=1)
+    test = teacher.sample(4, 200, random_state=2)
+    rows = {r["model"]: r for r in compare_to_baselines(teacher, train, test, k=5)}
+    assert set(rows) == {"lowrank_rnn", "iid_gaussian", "var1", "var5"}
+    rnn = rows.pop("lowrank_rnn")
+    for name, r in rows.items():
+        assert rnn["loglik_per_bin"] > r["loglik_per_bin"], name
+        assert rnn["mse_k"] < r["mse_k"], name
+    assert {"dstsp", "dh"} <= set(rnn)
+
+
+def test_counts_comparison_has_spike_measures():
+    est = LowRankRNN.from_parameters(U=np.ones((3, 1)), V=np.ones((1, 3)) / 10, decay=0.5,
+                                     observation="poisson", bin_size=0.05, bias=np.ones(3))
+    train = est.sample(4, 100, random_state=0)
+    test = est.sample(2, 100, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = compare_to_baselines(est, train, test)
+    assert [r["model"] for r in rows] == ["lowrank_rnn", "poisson_rate", "poisson_glm1"]
+    assert all({"rate_correlation", "fano_ratio", "loglik_per_bin"} <= set(r) for r in rows)
+    assert isinstance(test, BinnedData)
+
+
+def test_predict_ahead_beats_the_mean():
+    rng = np.random.default_rng(3)
+    est = LowRankRNN.from_parameters(U=rng.normal(size=(10, 2)), V=rng.normal(size=(2, 10)) * 0.5,
+                                     decay=0.95, nonlinearity="tanh", noise_z=0.05)
+    y = est.sample(3, 300, random_state=0)
+    x = y.values
+    for k in (1, 4):
+        pred = est.predict_ahead(y, k=k, random_state=0)
+        assert np.isnan(pred[:, :k]).all() and np.isfinite(pred[:, k:]).all()
+        mse = ((pred[:, k:] - x[:, k:]) ** 2).mean()
+        assert mse < 0.5 * ((x - x.mean((0, 1))) ** 2).mean()
+    with pytest.raises(ValueError, match="k"):
+        est.predict_ahead(y, k=0)
