@@ -587,9 +587,9 @@ class LowRankRNN:
         """Simulate the model for ``factor`` x the data's length and check it stays bounded.
 
         The data's latent range is the largest |z| of the posterior (filtering) means on
-        ``data`` (its first ``REF_BINS`` = 4000 bins; without data: the range of the last check, else 1); the simulation (from
-        the initial-state distribution, with noise) is bounded
-        when every latent stays finite and within ``BOUND_FACTOR`` x that range, and every
+        ``data`` (its first ``REF_BINS`` = 4000 bins; without data: the range of the last
+        check, else 1); the simulation (from the initial-state distribution, with noise) is
+        bounded when every latent stays finite and within ``BOUND_FACTOR`` x that range, and every
         generated count is finite and below 2**24 (where float32 counts stop being exact).
         Sets ``stable_`` and ``stability_`` and returns the latter.
 
