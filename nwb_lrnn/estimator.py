@@ -112,15 +112,21 @@ def _clean_window_pool(data: BinnedData, window: int) -> np.ndarray:
     return np.stack([trial, start], axis=1)
 
 
+def _longest_clean_segment(data: BinnedData) -> tuple[int, int, int]:
+    """(trial, start, length) of the longest stretch of bins without NaN."""
+    best = (0, 0, 0)
+    for tr, row in enumerate(np.isfinite(data.values).all(axis=2)):
+        run = 0
+        for t, ok in enumerate(row):
+            run = run + 1 if ok else 0
+            if run > best[2]:
+                best = (tr, t - run + 1, run)
+    return best
+
+
 def _longest_clean_run(data: BinnedData) -> int:
     """Longest stretch of bins without NaN in any trial."""
-    best = 0
-    for row in np.isfinite(data.values).all(axis=2):
-        run = 0
-        for ok in row:
-            run = run + 1 if ok else 0
-            best = max(best, run)
-    return best
+    return _longest_clean_segment(data)[2]
 
 
 def _apply_zscore(data: BinnedData, zscore: dict) -> BinnedData:
@@ -642,12 +648,19 @@ class LowRankRNN:
             # the reference range from at most REF_BINS bins (a filter pass costs ~0.1 ms a bin;
             # against a 10x tolerance a few thousand bins are plenty)
             n_tr = max(1, min(data.n_trials, REF_BINS // data.n_time))
-            n_t = min(data.n_time, REF_BINS)
-            if n_tr < data.n_trials or n_t < data.n_time:
+            t0, n_t = 0, min(data.n_time, REF_BINS)
+            if data.nan_mask is not None:  # bins inside BAD_ segments: the longest clean stretch
+                tr0, t0, run = _longest_clean_segment(data)
+                n_tr, n_t = 1, min(run, REF_BINS)
+                sub = None if n_t == 0 else BinnedData(
+                    data.values[tr0:tr0 + 1, t0:t0 + n_t], data.bin_size, data.kind,
+                    inputs=None if data.inputs is None
+                    else data.inputs[tr0:tr0 + 1, t0:t0 + n_t])
+            elif n_tr < data.n_trials or n_t < data.n_time:
                 sub = BinnedData(data.values[:n_tr, :n_t], data.bin_size, data.kind,
                                  inputs=None if data.inputs is None
                                  else data.inputs[:n_tr, :n_t])
-            if sub.nan_mask is None:
+            if sub is not None:
                 with torch.no_grad():
                     means = [r.filtering_mean().cpu().numpy() for r in
                              self._filter(sub, None, random_state, return_particles=True,
