@@ -50,6 +50,11 @@ def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
+def _fit_progress(args: argparse.Namespace) -> bool:
+    """Fits report progress unless --quiet: a bar on a terminal, else a log line every 30 s."""
+    return not getattr(args, "quiet", False)
+
+
 def _set_threads(args: argparse.Namespace) -> None:
     """--threads N fixes the package's torch threads; 0 (the default) lets it choose."""
     if getattr(args, "threads", 0):
@@ -139,20 +144,20 @@ def _fit(args: argparse.Namespace) -> int:
     from .io import write_nwb
 
     _set_threads(args)
+    out = _check_fit_args(args)  # every check before any data is read or trained on
     data = load_source(args)
     print(f"nwb-lrnn fit: {data}")
-    long_recording = data.n_trials == 1
-    window = args.window or (min(50, data.n_time) if long_recording else None)
+    # windows: the estimator's own rule (sequences > 1000 bins: random 100-bin windows)
     est = LowRankRNN(rank=args.rank, n_units=args.units, nonlinearity=args.nonlinearity,
-                     n_particles=args.particles, max_epochs=args.epochs, window=window,
-                     steps_per_epoch=args.steps_per_epoch or (50 if long_recording else None),
+                     n_particles=args.particles, max_epochs=args.epochs, window=args.window,
+                     steps_per_epoch=args.steps_per_epoch,
                      batch_size=args.batch_size, learning_rate=args.lr,
                      lr_final=args.lr / 100, random_state=args.seed, device=args.device,
-                     validation_fraction=args.validation_fraction, verbose=_progress(args))
+                     validation_fraction=args.validation_fraction,
+                     verbose=_fit_progress(args))
     t0 = time.perf_counter()
     est.fit(data)
     dt = time.perf_counter() - t0
-    out = Path(args.out) if args.out else Path(_default_out(args.source))
     include = ("model", "latents", "generated", "metrics")
     if est.stable_ is False:  # keep the fit: store no surrogate data from diverging dynamics
         include = tuple(x for x in include if x != "generated")
@@ -201,6 +206,33 @@ def stability_line(est) -> str:
     return (f"generation: NOT bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
             f"|z| {r['ratio']:.3g}x the data's); no surrogate data stored. Refit with "
             f"--nonlinearity clipped_relu, a lower --lr or more --epochs.")
+
+
+def _check_fit_args(args: argparse.Namespace) -> Path:
+    """Refuse bad options, and a taken --out, before reading data; returns the output path."""
+    def need(ok: bool, what: str, value) -> None:
+        if not ok:
+            raise CLIError(f"{what}, got {value!r}.")
+
+    need(args.rank >= 1, "--rank must be >= 1", args.rank)
+    need(args.units >= args.rank, f"--units must be >= --rank ({args.rank})", args.units)
+    need(args.particles >= 1, "--particles must be >= 1", args.particles)
+    need(args.epochs >= 1, "--epochs must be >= 1", args.epochs)
+    need(args.batch_size >= 1, "--batch-size must be >= 1", args.batch_size)
+    need(args.lr > 0, "--lr must be > 0", args.lr)
+    need(args.bin_size is None or args.bin_size > 0, "--bin-size must be > 0 (seconds)",
+         args.bin_size)
+    need(args.window is None or args.window >= 2, "--window must be >= 2 bins", args.window)
+    need(args.steps_per_epoch is None or args.steps_per_epoch >= 1,
+         "--steps-per-epoch must be >= 1", args.steps_per_epoch)
+    need(0 <= args.validation_fraction < 1, "--validation-fraction must be in [0, 1)",
+         args.validation_fraction)
+    need(args.threads >= 0, "--threads must be >= 0 (0: automatic)", args.threads)
+    out = Path(args.out) if args.out else Path(_default_out(args.source))
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it, or --out another "
+                       "file (checked before fitting, so no fit is lost).")
+    return out
 
 
 def _default_out(source: str) -> str:
@@ -496,7 +528,7 @@ def _demo_eeg(args: argparse.Namespace) -> int:
                      batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
                      lr_final=cfg["learning_rate"] / 100, noise_cov="full",
                      random_state=args.seed,
-                     verbose=_progress(args))
+                     verbose=_fit_progress(args))
     t0 = time.perf_counter()
     est.fit(data)
     t_fit = time.perf_counter() - t0
@@ -546,7 +578,7 @@ def _demo_teacher_student(args: argparse.Namespace) -> int:
     print(f"  data: {data}")
     student = LowRankRNN(rank=2, n_units=20, nonlinearity="tanh", n_particles=32,
                          max_epochs=epochs, batch_size=8, learning_rate=0.03,
-                         lr_final=0.003, random_state=args.seed, verbose=_progress(args))
+                         lr_final=0.003, random_state=args.seed, verbose=_fit_progress(args))
     t0 = time.perf_counter()
     student.fit(data)
     dt = time.perf_counter() - t0
@@ -575,6 +607,21 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None, False or already named in its help."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _add(sub, name: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows every option's default."""
+    return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nwb-lrnn",
@@ -582,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fit", help="fit a model to an NWB file, a dandiset or an EEG file")
+    p = _add(sub, "fit", help="fit a model to an NWB file, a dandiset or an EEG file")
     p.add_argument("source", help="NWB file or URL, DANDI:000128[/version], or EEG file")
     p.add_argument("--asset", help="dandiset asset path or glob")
     p.add_argument("--cache-dir", help="cache folder for DANDI downloads "
@@ -590,38 +637,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-url", help=argparse.SUPPRESS)  # another DANDI API (tests, mirrors)
     p.add_argument("--eeg-preprocessing", choices=("paper", "zscore"), default="zscore",
                    help="EEG only: 'paper' = the Hess et al. 2023 / Pals et al. 2024 recipe "
-                        "(causal Hann smoothing, z-score); 'zscore' = z-score each channel "
-                        "(default)")
-    p.add_argument("--rank", type=int, default=3)
-    p.add_argument("--units", type=int, default=64)
+                        "(causal Hann smoothing, z-score); 'zscore' = z-score each channel")
+    p.add_argument("--rank", type=int, default=3, help="latent dimension R (>= 1)")
+    p.add_argument("--units", type=int, default=64, help="RNN units N (>= rank)")
     p.add_argument("--nonlinearity", default="clipped_relu",
                    choices=("clipped_relu", "relu", "tanh", "identity"),
-                   help="φ (default clipped_relu: bounded dynamics)")
+                   help="φ (clipped_relu keeps the generated dynamics bounded)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
-    p.add_argument("--particles", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--window", type=int, default=None, help="training window in bins")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--particles", type=int, default=32, help="SMC particles K")
+    p.add_argument("--epochs", type=int, default=200, help="training epochs (max)")
+    p.add_argument("--window", type=int, default=None,
+                   help="training window in bins (default: whole trials; sequences longer "
+                        "than 1000 bins: random 100-bin windows)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="optimiser steps per epoch (default: one pass over the trials; 50 "
+                        "with automatic windows)")
     p.add_argument("--validation-fraction", type=float, default=0.2,
                    help="held out for the validation bound and the baseline comparison: this "
-                        "fraction of the trials, or the end of one long recording (default "
-                        "0.2; 0: train on everything, no comparison)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+                        "fraction of the trials, or the end of one long recording (0: train "
+                        "on everything, no comparison)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+    p.add_argument("--lr", type=float, default=1e-2,
+                   help="Adam's initial learning rate (decayed to lr/100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', "
+                                                    "'cuda[:N]'")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--out", help="output NWB file (default: <source>_lrnn.nwb)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a log line every 30 s)")
     p.set_defaults(func=_fit)
 
-    p = sub.add_parser("info", help="describe a fit stored in an NWB file")
+    p = _add(sub, "info", help="describe a fit stored in an NWB file")
     p.add_argument("fit")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("fixed-points", help="all fixed points of a fit and their stability")
+    p = _add(sub, "fixed-points", help="all fixed points of a fit and their stability")
     p.add_argument("fit")
     p.add_argument("--method", choices=("auto", "regions", "boxes", "brute", "newton"),
                    default="auto")
@@ -632,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fixed_points)
 
-    p = sub.add_parser("generate", help="generate surrogate data from a fit")
+    p = _add(sub, "generate", help="generate surrogate data from a fit")
     p.add_argument("fit")
     p.add_argument("--out", required=True,
                    help="OUT.nwb (GeneratedData in a new NWB file), OUT.npy (trials x time x "
@@ -645,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("report", help="figures and an HTML page for a fit")
+    p = _add(sub, "report", help="figures and an HTML page for a fit")
     p.add_argument("fit")
     p.add_argument("--data", help="the recorded data (same SOURCE forms as fit) for the "
                                   "data-vs-generated panels")
@@ -653,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <fit>_report)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("demo", help="the main job: fit real EEG, write NWB results and a "
+    p = _add(sub, "demo", help="the main job: fit real EEG, write NWB results and a "
                                     "report")
     p.add_argument("--out-dir", default="nwb_lrnn_demo", help="output folder "
                    "(default: ./nwb_lrnn_demo)")
@@ -667,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("sweep", help="fits over a search space (seeds, ranks, ...) on Ray")
+    p = _add(sub, "sweep", help="fits over a search space (seeds, ranks, ...) on Ray")
     p.add_argument("config", help="JSON or YAML file: source(s), out_dir, search_space, metric, "
                                   "... (see nwb_lrnn.sweep.sweep_from_config)")
     p.add_argument("--out-dir", help="overrides the config's out_dir")
@@ -676,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="samples of the search space")
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("version", help="print the version")
+    p = _add(sub, "version", help="print the version")
     p.set_defaults(func=_version)
     return parser
 

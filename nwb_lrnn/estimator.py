@@ -41,6 +41,9 @@ _DIVERGED = ("the generated latents diverged (|z| became infinite {where} of {n}
 
 MAX_COUNT = float(2 ** 24)
 """Generated counts at or above this are refused: float32 no longer holds them exactly."""
+AUTO_WINDOW_ABOVE, AUTO_WINDOW, AUTO_STEPS = 1000, 100, 50
+"""Sequences longer than AUTO_WINDOW_ABOVE bins train on random AUTO_WINDOW-bin windows,
+AUTO_STEPS optimiser steps an epoch, unless ``window`` is given."""
 REF_BINS = 4000
 BOUND_FACTOR = 10.0
 """A simulated latent beyond this many times the data's largest posterior |z| counts as
@@ -177,9 +180,13 @@ class LowRankRNN:
         reference code uses it).
     batch_size : int
     steps_per_epoch : int | None
-        Optimiser steps per epoch (None: one pass over the trials).
+        Optimiser steps per epoch (None: one pass over the trials; with automatic windows,
+        ``AUTO_STEPS`` = 50).
     window : int | None
-        Train on random windows of this many bins (for long recordings such as EEG).
+        Train on random windows of this many bins (for long recordings such as EEG). None:
+        sequences longer than ``AUTO_WINDOW_ABOVE`` = 1000 bins are cut into random windows of
+        ``AUTO_WINDOW`` = 100 bins (logged); a particle filter over a whole 50 000-bin
+        recording per optimiser step trains slowly and diverged in the first epoch.
     validation_fraction : float
         Fraction of trials held out to track the validation bound (0: none).
     patience : int | None
@@ -359,11 +366,17 @@ class LowRankRNN:
                            nonlinearity=nl.to_config(), noise_cov=self.noise_cov,
                            decay_per_dim=bool(self.decay_per_dim), link=self.link,
                            readout=readout, bin_size=float(data.bin_size))
+        window, steps = self.window, self.steps_per_epoch
+        if window is None and data.n_time > AUTO_WINDOW_ABOVE:
+            window = AUTO_WINDOW
+            steps = AUTO_STEPS if steps is None else steps
+            logger.info("sequences of %d bins: training on random windows of %d bins, %d "
+                        "steps an epoch (set window= to choose)", data.n_time, window, steps)
         tcfg = TrainConfig(n_particles=self.n_particles, resampling=self.resampling,
                            ess_threshold=self.ess_threshold, learning_rate=self.learning_rate,
                            lr_final=self.lr_final, grad_clip=self.grad_clip,
                            batch_size=self.batch_size, max_epochs=self.max_epochs,
-                           steps_per_epoch=self.steps_per_epoch, window=self.window,
+                           steps_per_epoch=steps, window=window,
                            patience=self.patience, optimizer=self.optimizer)
         check_int("encoder_kernel", self.encoder_kernel, min_value=1)
         check_int("encoder_hidden", self.encoder_hidden, min_value=1)
@@ -479,11 +492,11 @@ class LowRankRNN:
         """
         source = data
         data = self._as_data(data, picks=picks, verbose=verbose, fitting=True)
-        if data.nan_mask is not None and self.window is None:
+        mcfg, tcfg, prop_name = self._validated_settings(data)
+        if data.nan_mask is not None and tcfg.window is None:
             raise ValueError("data contains NaN values (e.g. segments inside BAD_ "
                              "annotations); set window=... so that training uses only the "
                              "windows that avoid them, or drop/interpolate the bad segments.")
-        mcfg, tcfg, prop_name = self._validated_settings(data)
         verbose = self.verbose if verbose is None else bool(verbose)
         device = _resolve_device(self.device)
         seed = _seed_from(self.random_state)

@@ -57,7 +57,8 @@ def test_fit_nwb_file_writes_a_fit_and_info_reads_it(tmp_path, capsys):
     assert np.load(npy).shape == (2, 30, 3)
     # existing output is not overwritten without --overwrite
     assert main(["fit", str(src), "--epochs", "1", "--quiet", "--out", str(out)]) == 2
-    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and "before fitting" in err
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
@@ -308,3 +309,24 @@ def test_sweep_from_a_json_config_serial(tmp_path, capsys):
     assert main(["sweep", str(bad)]) != 0
     err = capsys.readouterr().err
     assert "not valid JSON" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rank", "0"], "--rank must be >= 1, got 0"),
+    (["--bin-size", "-1"], "--bin-size must be > 0 (seconds), got -1.0"),
+    (["--units", "2", "--rank", "3"], "--units must be >= --rank (3), got 2"),
+    (["--validation-fraction", "1"], "--validation-fraction must be in [0, 1)"),
+])
+def test_fit_options_are_checked_before_any_data_is_read(tmp_path, capsys, argv, message):
+    # the source does not exist: the option error proves nothing was read first
+    assert main(["fit", str(tmp_path / "absent.edf"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fit_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--rank", "--units", "--particles", "--epochs", "--lr", "--seed", "--device"):
+        line = text[text.index("\n  " + opt + " "):][:200]
+        assert "default" in line, opt

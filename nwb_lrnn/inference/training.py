@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -178,6 +179,52 @@ def _progress(total: int, verbose: bool):
     return tqdm(total=total, desc="VSMC fit", unit="epoch", leave=False)
 
 
+LOG_EVERY_S = 30.0
+"""Without a terminal, a verbose fit logs a progress line at least this often (and at the first
+and last epoch): batch jobs and ``2>&1 | tee log`` see it."""
+progress_logger = logging.getLogger("nwb_lrnn.progress")
+
+
+class _ProgressLog:
+    """Progress lines through ``logging`` for verbose fits whose stderr is not a terminal.
+
+    Where nothing is configured to show INFO records of ``nwb_lrnn.progress`` (no handler on
+    it, its parents or the root), one stderr handler is added to it (as MNE does for its
+    logger), so that the lines appear with no logging set-up.
+    """
+
+    def __init__(self, total: int, start: int, verbose: bool):
+        self.on = bool(verbose) and not sys.stderr.isatty()
+        self.total, self.start = total, start
+        self.t0 = self.last = time.perf_counter()
+        if self.on and not progress_logger.hasHandlers():
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            progress_logger.addHandler(handler)
+        if self.on and progress_logger.getEffectiveLevel() > logging.INFO:
+            progress_logger.setLevel(logging.INFO)
+
+    def __call__(self, epoch: int, hist) -> None:
+        if not self.on:
+            return
+        now = time.perf_counter()
+        done = epoch + 1 - self.start
+        last = epoch + 1 == self.total
+        if not (done == 1 or last or now - self.last >= LOG_EVERY_S):
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - epoch - 1) / rate
+        val = f", validation {hist.val_bound[-1]:.4f}" if hist.val_bound else ""
+        progress_logger.info("VSMC fit: epoch %d/%d, bound per step %.4f%s, %.2f epochs/s, "
+                             "ETA %s", epoch + 1, self.total, hist.train_bound[-1], val, rate,
+                             _duration(eta))
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
 def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           inputs: torch.Tensor | None, cfg: TrainConfig, *, generator: torch.Generator,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
@@ -226,8 +273,6 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         When the bound or a gradient is not finite. The parameters of the last good step are
         restored first.
     """
-    import time
-
     t0 = time.perf_counter()
     n_seq, n_time, _ = y.shape
     if cfg.window is not None and cfg.window > n_time:
@@ -261,6 +306,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         logger.info("resumed from %s after epoch %d", checkpoint, start_epoch)
     every = check_int("checkpoint_every", checkpoint_every, min_value=1)
     bar = _progress(cfg.max_epochs, verbose)
+    plog = _ProgressLog(cfg.max_epochs, start_epoch, verbose)
     if bar is not None and start_epoch:
         bar.update(start_epoch)
     try:
@@ -320,6 +366,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(bound=f"{hist.train_bound[-1]:.3f}")
+            plog(epoch, hist)
             logger.debug("epoch %d: train bound %.4f", epoch, hist.train_bound[-1])
             stop = cfg.patience is not None and since_best >= cfg.patience
             if stop:
