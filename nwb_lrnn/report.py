@@ -74,10 +74,16 @@ def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
         save(viz.plot_training(est.history_), "training.png", "Training curve",
              "VSMC bound per time step after each epoch (higher is better).")
     if latents is not None:
+        thin = ""
+        if spread is not None:
+            sd, rng = float(np.median(spread)), float(np.ptp(latents[0]))
+            if rng > 0 and 4 * sd < 0.02 * rng:
+                thin = (f" The band is too thin to see here: median SD {sd:.3g} against a range "
+                        f"of {rng:.3g} (the posterior is sharp).")
         save(viz.plot_latents(latents, spread, bin_size=est.bin_size_), "latents.png",
              "Posterior latents", "Smoothed posterior mean of the latents with ±2 SD (first "
              "trial); the SD combines 4 independent particle-filter runs, since one run's "
-             "ancestral paths coalesce far from the end of a sequence.")
+             "ancestral paths coalesce far from the end of a sequence." + thin)
     fp = None
     if fixed_points == "auto":
         try:
@@ -160,8 +166,21 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
             "nonlinearity": json.dumps(cfg.nonlinearity), "bin size (s)": est.bin_size_,
             "proposal": est.proposal_name_, "particles": est.train_config_.n_particles,
             "epochs trained": len(est.history_.train_bound),
-            "final bound per step": (f"{est.history_.train_bound[-1]:.4f}"
-                                     if est.history_.train_bound else "n/a")}
+            "SMC bound per time step, training, last epoch (nats; higher is better)":
+                (f"{est.history_.train_bound[-1]:.4f}" if est.history_.train_bound else "n/a")}
+    if est.history_.val_bound:
+        rows["SMC bound per time step, validation, last epoch (nats)"] = \
+            f"{est.history_.val_bound[-1]:.4f}"
+    labels = {"bound_per_step": "SMC bound per time step, one filter pass over the data "
+                                "stored with the fit (nats)",
+              "D_stsp": "D_stsp: state-space KL, generated vs data (lower is better)",
+              "D_stsp_published": "D_stsp as the paper's evaluation code computes it",
+              "D_H": "D_H: Hellinger distance of power spectra (lower is better)"}
+    for name, value, split in stored:
+        if name == "bound_per_step" and split == "validation":
+            continue  # the validation row above
+        if "." not in name and not name.startswith("generation_"):
+            rows[f"{labels.get(name, name)} [{split}]"] = f"{value:.4g}"
     if est.stability_:
         st = est.stability_
         rows["generation bounded"] = (f"{'yes' if st['stable'] else 'NO'} ({st['n_time']} steps "
