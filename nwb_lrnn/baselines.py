@@ -79,8 +79,7 @@ class IIDGaussian:
         x, _, _ = _values(data)
         flat = x.reshape(-1, x.shape[-1])
         self.mean_ = flat.mean(0)
-        C = np.cov(flat, rowvar=False).reshape(x.shape[-1], x.shape[-1])
-        self.cov_ = C + 1e-9 * np.trace(C) / len(C) * np.eye(len(C))
+        self.cov_ = _shrunk_cov(flat - self.mean_)
         return self
 
     def log_likelihood(self, data: Any) -> float:
@@ -96,6 +95,17 @@ class IIDGaussian:
                random_state: Any = None) -> np.ndarray:
         rng = check_random_state(random_state)
         return rng.multivariate_normal(self.mean_, self.cov_, size=(n_trials, n_time))
+
+
+def _shrunk_cov(resid: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf covariance of zero-mean residuals (scikit-learn). The sample covariance of
+    correlated channels (EEG against a common reference) can be near singular: on a held-out
+    eegmat recording it gave VAR(1) a log-likelihood of -1.5e6 per bin, Ledoit-Wolf a finite
+    one."""
+    from sklearn.covariance import ledoit_wolf
+
+    cov, _ = ledoit_wolf(resid, assume_centered=True)
+    return np.atleast_2d(cov)
 
 
 def _gauss_logpdf(resid: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -143,9 +153,7 @@ class VAR:
         G = X.T @ X
         G[np.diag_indices_from(G)] += self.ridge * np.trace(G) / len(G)
         self.coef_ = np.linalg.solve(G, X.T @ Y)
-        R = Y - X @ self.coef_
-        C = R.T @ R / max(1, len(R) - X.shape[1])
-        self.cov_ = C + 1e-9 * np.trace(C) / len(C) * np.eye(len(C))
+        self.cov_ = _shrunk_cov(Y - X @ self.coef_)
         self.n_channels_ = x.shape[-1]
         return self
 

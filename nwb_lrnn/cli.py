@@ -737,7 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG)
+    else:  # progress lines of fits without a terminal read as plain lines
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
     except KeyboardInterrupt:
