@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pinned: an unpinned torch pulls a multi-GB CUDA build; the package itself needs torch>=2.2
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,edf]"
 	touch $(STAMP)
 
 install: $(STAMP)

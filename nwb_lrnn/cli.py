@@ -302,8 +302,8 @@ def _generate(args: argparse.Namespace) -> int:
             import importlib.util
 
             if importlib.util.find_spec("edfio") is None:
-                raise CLIError("writing EDF needs the 'edfio' package (pip install edfio); "
-                               "or write .fif instead.")
+                raise CLIError("writing EDF needs the 'edfio' package (pip install "
+                               "'nwb-lrnn[edf]', or pip install edfio); or write .fif instead.")
             if args.n_trials != 1:
                 raise CLIError("EDF holds one continuous recording: use --n-trials 1.")
     if suffix == ".nwb":
@@ -343,7 +343,14 @@ def _save_mne(est, fit_path, values, out: Path, suffix: str, *, overwrite: bool)
                            ch_types="eeg", verbose="error")
     inst = to_mne(values, info, scale=False, verbose="error")
     if suffix == ".edf":
+        sfreq = info["sfreq"]
+        pad = (-inst.n_times) % round(sfreq) if float(sfreq).is_integer() else 0
         mne.export.export_raw(str(out), inst, fmt="edf", overwrite=overwrite, verbose="error")
+        if pad:  # EDF holds whole data records of 1 s; MNE pads with edge values
+            print(f"note: EDF stores whole 1-s records, so {pad} samples of edge values were "
+                  f"appended after the {inst.n_times} generated ones and annotated "
+                  f"BAD_ACQ_SKIP (write .fif, or pass --n-times as a multiple of {round(sfreq)}, "
+                  f"to avoid it)")
     else:
         inst.save(str(out), overwrite=overwrite, verbose="error")
 

@@ -186,7 +186,11 @@ def test_generate_formats(eeg_fit, tmp_path, capsys, suffix):
 
         raw = mne.io.read_raw(str(out), preload=True, verbose="error")
         assert raw.info["sfreq"] == pytest.approx(160.0) and len(raw.ch_names) == 64
-        assert raw.n_times == 200
+        if suffix == ".edf":  # whole 1-s records: 200 samples padded to 320, and said so
+            assert raw.n_times == 320 and "BAD_ACQ_SKIP" in raw.annotations.description
+            assert "120 samples of edge values were appended" in capsys.readouterr().out
+        else:
+            assert raw.n_times == 200
         # back in volts: EEG-sized values, not z-scores
         assert np.abs(raw.get_data()).max() < 1e-2
 
