@@ -55,8 +55,13 @@ def test_iid_gaussian_is_scipy():
     x = np.random.default_rng(1).normal(size=(3, 200, 4)) @ np.diag([1, 2, 3, 4])
     m = IIDGaussian().fit(x)
     flat = x.reshape(-1, 4)
-    ref = stats.multivariate_normal(flat.mean(0), np.cov(flat.T)).logpdf(flat).mean()
-    assert m.log_likelihood(x) == pytest.approx(ref, rel=1e-6)
+    # each channel's variance, and a shrunk correlation (close to the sample's here)
+    np.testing.assert_allclose(np.diag(m.cov_), flat.var(0), rtol=1e-10)
+    sample = np.cov(flat.T, bias=True)
+    off = ~np.eye(4, dtype=bool)  # independent channels: correlations shrunk towards 0
+    assert np.all(np.abs(m.cov_[off]) <= np.abs(sample[off]) + 1e-12)
+    ref = stats.multivariate_normal(flat.mean(0), m.cov_).logpdf(flat).mean()
+    assert m.log_likelihood(x) == pytest.approx(ref, rel=1e-10)
     assert m.sample(2, 50, random_state=0).shape == (2, 50, 4)
 
 
