@@ -134,9 +134,29 @@ def load_source(args: argparse.Namespace):
         return read_dandi(args.source, asset=args.asset, bin_size=bin_size, merge=True,
                           api_url=getattr(args, "api_url", None),
                           cache_dir=getattr(args, "cache_dir", None))
-    from .io import read_nwb
+    from .io import NWBReadError, read_nwb
 
-    return read_nwb(args.source, bin_size=bin_size)
+    try:
+        return read_nwb(args.source, bin_size=bin_size)
+    except NWBReadError as err:
+        if "HDF5 signature" not in str(err):
+            raise
+        raise CLIError(f"{err} {_sniff(args.source)}Formats read: NWB (.nwb files and URLs), "
+                       f"dandisets (DANDI:000128), and EEG that MNE reads "
+                       f"({', '.join(EEG_SUFFIXES)}).") from None
+
+
+def _sniff(source: str) -> str:
+    """A hint when a file's first bytes are those of a format the CLI reads under its suffix."""
+    try:
+        head = Path(source).read_bytes()[:8] if Path(source).is_file() else b""
+    except OSError:
+        return ""
+    if head == b"0       ":
+        return "Its first bytes are those of an EDF file: give it the .edf suffix. "
+    if head == b"\xffBIOSEMI":
+        return "Its first bytes are those of a BDF file: give it the .bdf suffix. "
+    return ""
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -321,6 +341,10 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         _save_mne(est, args.fit, gen.values, out, suffix, overwrite=args.overwrite)
     print(f"wrote {gen} to {out}")
+    if suffix in (".fif", ".fif.gz"):
+        print("  as MNE Raw (read with mne.io.read_raw_fif)" if args.n_trials == 1 else
+              f"  as MNE Epochs, {args.n_trials} trials (read with mne.read_epochs; "
+              f"mne.io.read_raw_fif reads one-trial files only)")
     return 0
 
 
@@ -696,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit")
     p.add_argument("--out", required=True,
                    help="OUT.nwb (GeneratedData in a new NWB file), OUT.npy (trials x time x "
-                        "channels), or for EEG fits OUT.fif / OUT.edf (in volts)")
+                        "channels), or for EEG fits OUT.fif (MNE Raw for one trial, Epochs "
+                        "for several) / OUT.edf (one trial), in volts")
     p.add_argument("--n-trials", "--trials", dest="n_trials", type=int, default=1)
     p.add_argument("--n-times", "--time", dest="n_times", type=int, default=1000,
                    help="time bins per trial")

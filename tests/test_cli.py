@@ -334,3 +334,22 @@ def test_fit_help_shows_defaults(capsys):
     for opt in ("--rank", "--units", "--particles", "--epochs", "--lr", "--seed", "--device"):
         line = text[text.index("\n  " + opt + " "):][:200]
         assert "default" in line, opt
+
+
+def test_renamed_edf_names_its_format_and_the_formats_read(tmp_path, capsys):
+    renamed = tmp_path / "recording.nwb"
+    renamed.write_bytes(EDF.read_bytes())
+    assert main(["fit", str(renamed), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "those of an EDF file: give it the .edf suffix" in err
+    assert "Formats read: NWB" in err and ".bdf" in err
+
+
+def test_generate_fif_says_raw_or_epochs(eeg_fit, tmp_path, capsys):
+    import mne
+
+    out = tmp_path / "two.fif"
+    assert main(["generate", str(eeg_fit), "--n-trials", "2", "--n-times", "100",
+                 "--out", str(out)]) == 0
+    assert "as MNE Epochs, 2 trials (read with mne.read_epochs" in capsys.readouterr().out
+    assert len(mne.read_epochs(out, verbose="error")) == 2
