@@ -330,7 +330,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
                 if not torch.isfinite(loss):
                     last_good.restore()
                     raise FitDivergedError(
-                        f"The SMC bound became non-finite at epoch {epoch} ({float(loss)}); "
+                        f"The SMC bound became non-finite at epoch {epoch} "
+                        f"({float(loss.detach())}); "
                         "the last good parameters were restored. Try a smaller learning_rate, "
                         "more particles, or standardised data.")
                 opt.zero_grad(set_to_none=True)
