@@ -273,13 +273,8 @@ class PoissonGLM:
         """k-step-ahead expected counts: iterate the rate map with expected counts (plug-in)."""
         k = check_int("k", k, min_value=1)
         y, _, _ = _values(data)
-        pred = self.rates_(y)
-        if k == 1 or self.p == 0:
-            out = np.full(y.shape, np.nan)
-            out[:, k - 1:] = pred[:, :y.shape[1] - k + 1] if k > 1 else pred
-            if self.p == 0:
-                return pred
-            return out
+        if k == 1 or self.p == 0:  # one step, or no history: the rates themselves
+            return self.rates_(y)
         cur = y.copy()
         for _ in range(k - 1):  # replace the most recent observation by its expectation
             lam = self.rates_(cur)
@@ -369,8 +364,6 @@ def compare_to_baselines(estimator: Any, train: Any, test: Any, *, k: int = 5,
     -------
     list of dict, one per model, the RNN first.
     """
-    from . import metrics
-
     k = check_int("k", k, min_value=1)
     te, bs, kind = _values(test, "test")
     kind = kind or getattr(estimator, "kind_", "continuous")
@@ -391,7 +384,7 @@ def compare_to_baselines(estimator: Any, train: Any, test: Any, *, k: int = 5,
         model.fit(train)
         gen = model.sample(n_trials, n_steps, burn_in=burn_in, random_state=random_state)
         rows.append(_row(name, model.log_likelihood(te), te, model.predict(te, 1),
-                         model.predict(te, k), gen, kind, bs, metrics))
+                         model.predict(te, k), gen, kind, bs))
     return rows
 
 
@@ -400,7 +393,9 @@ def _mse(x: np.ndarray, pred: np.ndarray) -> float:
     return float(((x[ok] - pred[ok]) ** 2).mean()) if ok.any() else float("nan")
 
 
-def _row(name, ll, te, p1, pk, gen, kind, bs, metrics) -> dict[str, Any]:
+def _row(name, ll, te, p1, pk, gen, kind, bs) -> dict[str, Any]:
+    from . import metrics
+
     row = {"model": name, "loglik_per_bin": float(ll), "mse_1": _mse(te, p1),
            "mse_k": _mse(te, pk)}
     if not np.all(np.isfinite(gen)):
@@ -420,8 +415,6 @@ def _row(name, ll, te, p1, pk, gen, kind, bs, metrics) -> dict[str, Any]:
 
 def _measure_rnn(est, test, te, k, n_trials, n_steps, burn_in, kind, random_state,
                  bs) -> dict[str, Any]:
-    from . import metrics
-
     ll = est.score(test)
     p1 = est.predict_ahead(test, k=1)
     pk = est.predict_ahead(test, k=k)
@@ -429,7 +422,7 @@ def _measure_rnn(est, test, te, k, n_trials, n_steps, burn_in, kind, random_stat
         gen = est.sample(n_trials, n_steps, burn_in=burn_in, random_state=random_state).values
     except ValueError:  # diverging dynamics: the sample is refused
         gen = np.full((n_trials, n_steps, te.shape[-1]), np.nan)
-    return _row("lowrank_rnn", ll, te, p1, pk, gen, kind, bs, metrics)
+    return _row("lowrank_rnn", ll, te, p1, pk, gen, kind, bs)
 
 
 _LABELS = {"loglik_per_bin": "loglik/bin", "mse_1": "MSE 1-step", "mse_k": "MSE k-step",

@@ -566,8 +566,9 @@ class LowRankRNN:
         self.history_ = TrainHistory()
         logger.info("fitting %s on %s", self, data)
         # elements of the largest per-time-step arrays (particles x batch x units or channels)
-        work = tcfg.n_particles * min(tcfg.batch_size, train_data.n_trials if tcfg.window is None
-                                      else tcfg.batch_size) * max(mcfg.n_units, mcfg.n_channels)
+        batch = (tcfg.batch_size if tcfg.window is not None
+                 else min(tcfg.batch_size, train_data.n_trials))
+        work = tcfg.n_particles * batch * max(mcfg.n_units, mcfg.n_channels)
         with threads_for(work) as recheck:
             self.history_ = train(model, proposal, y, u, tcfg, generator=gen, y_val=y_val,
                                   inputs_val=u_val, verbose=bool(verbose),
@@ -657,22 +658,21 @@ class LowRankRNN:
         if data is not None:
             data = self._as_data(data)
             length = data.n_time
-            sub = data
             # the reference range from at most REF_BINS bins (a filter pass costs ~0.1 ms a bin;
             # against a 10x tolerance a few thousand bins are plenty)
-            n_tr = max(1, min(data.n_trials, REF_BINS // data.n_time))
+            tr0, n_tr = 0, max(1, min(data.n_trials, REF_BINS // data.n_time))
             t0, n_t = 0, min(data.n_time, REF_BINS)
             if data.nan_mask is not None:  # bins inside BAD_ segments: the longest clean stretch
                 tr0, t0, run = _longest_clean_segment(data)
                 n_tr, n_t = 1, min(run, REF_BINS)
-                sub = None if n_t == 0 else BinnedData(
-                    data.values[tr0:tr0 + 1, t0:t0 + n_t], data.bin_size, data.kind,
-                    inputs=None if data.inputs is None
-                    else data.inputs[tr0:tr0 + 1, t0:t0 + n_t])
-            elif n_tr < data.n_trials or n_t < data.n_time:
-                sub = BinnedData(data.values[:n_tr, :n_t], data.bin_size, data.kind,
+            sub = data
+            if n_t == 0:
+                sub = None
+            elif (n_tr, n_t) != (data.n_trials, data.n_time):
+                trials, times = slice(tr0, tr0 + n_tr), slice(t0, t0 + n_t)
+                sub = BinnedData(data.values[trials, times], data.bin_size, data.kind,
                                  inputs=None if data.inputs is None
-                                 else data.inputs[:n_tr, :n_t])
+                                 else data.inputs[trials, times])
             if sub is not None:
                 with torch.no_grad():
                     means = [r.filtering_mean().cpu().numpy() for r in

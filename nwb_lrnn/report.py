@@ -94,12 +94,13 @@ def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
             logger.info("fixed points not computed: %s", err)
     elif fixed_points is not None:
         fp = fixed_points
-    stored = est.stability_
+    stored = est.stable_, est.stability_
     check = est.check_generation(
-        n_time=stored["n_time"] if stored else 10_000, n_trials=stored["n_trials"] if stored
-        else 4, random_state=0, warn=False, return_trace=True)
-    if stored:
-        est.stability_ = stored  # the fit's own check stays what the page reports
+        n_time=stored[1]["n_time"] if stored[1] else 10_000,
+        n_trials=stored[1]["n_trials"] if stored[1] else 4, random_state=0, warn=False,
+        return_trace=True)
+    if stored[1]:  # the fit's own check stays what the page reports
+        est.stable_, est.stability_ = stored
     save(viz.plot_generation_check(check, bin_size=est.bin_size_), "generation.png",
          "Long simulation", f"The model run freely for {check['n_time']} steps "
          f"({check['n_trials']} runs, from the initial state, with noise): the largest |z| at "
