@@ -149,7 +149,8 @@ def load_source(args: argparse.Namespace):
 def _sniff(source: str) -> str:
     """A hint when a file's first bytes are those of a format the CLI reads under its suffix."""
     try:
-        head = Path(source).read_bytes()[:8] if Path(source).is_file() else b""
+        with open(source, "rb") as f:  # the first 8 bytes only, whatever the file's size
+            head = f.read(8)
     except OSError:
         return ""
     if head == b"0       ":
