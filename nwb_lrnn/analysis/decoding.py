@@ -300,7 +300,7 @@ def read_behavior(nwb_path: Any, name: str, *, like: Any = None,
     """
     from pynwb import NWBHDF5IO
 
-    from ..io.nwb import _is_nwbfile
+    from ..io.nwb import _is_nwbfile, check_self_contained
 
     check_option("intervals", intervals, ("trials", "epochs"))
     io = None
@@ -310,6 +310,7 @@ def read_behavior(nwb_path: Any, name: str, *, like: Any = None,
         path = os.fspath(nwb_path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"NWB file not found: {path}")
+        check_self_contained(path)
         io = NWBHDF5IO(path, "r", load_namespaces=True)
         nwbfile, label = io.read(), path
     try:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_option
+from . import _hdf5 as _h5
 
 __all__ = ["FitFileError", "load_extension", "read_fit", "read_fit_source", "store_fixed_points",
            "summarize_fit", "write_nwb"]
@@ -110,6 +111,9 @@ def _session_from_source(prov: dict):
         from pynwb import NWBHDF5IO
         from pynwb.file import Subject
 
+        from .nwb import check_self_contained
+
+        check_self_contained(src)
         with NWBHDF5IO(src, "r") as io:
             nwb = io.read()
             subject = None
@@ -404,29 +408,38 @@ def read_fit_source(path: str | os.PathLike, *, module_name: str | None = None) 
     """
     path = Path(path).expanduser()
     with _open_fit_file(path) as f:
-        return _source_of(_find_model_group(f, path, module_name))
+        return _source_of(_find_model_group(f, path, module_name), path)
 
 
 def _open_fit_file(path: Path):
     """Open a fit file read-only, with errors that name it."""
     import h5py
 
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"fit file not found: {path}")
+    if not path.is_file():
+        raise FitFileError(f"{path} is not a regular file (a folder, FIFO or device); a fit "
+                           "file is an NWB (HDF5) file.")
     try:
         return h5py.File(path, "r")
     except OSError as err:
         raise FitFileError(f"{path} cannot be opened as HDF5/NWB: {err}") from None
 
 
-def _source_of(group) -> dict:
-    """The model group's ``source`` attribute as a dict (empty when absent or unreadable)."""
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _source_of(group, path) -> dict:
+    """The model group's ``source`` attribute as a dict (empty when absent or not a dict)."""
     raw = group.attrs.get("source", "{}")
-    raw = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
-        out = json.loads(raw)
-    except json.JSONDecodeError:
-        return {}
+        out = _h5.loads_json(raw, label=str(path), field=f"the attribute {group.name}@source",
+                             error=FitFileError)
+    except FitFileError as err:
+        if "not valid JSON" in str(err):
+            return {}
+        raise
     return out if isinstance(out, dict) else {}
 
 
@@ -585,12 +598,13 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
     with f:
         group = _find_model_group(f, path, module_name)
         exported = _read_model_group(group, path)
-        src = _source_of(group)
+        src = _source_of(group, path)
+    _check_sizes(exported, path)
     from ..estimator import import_fit
 
     try:
         est = import_fit(exported, device=device)
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise FitFileError(f"{path}: {err}") from None
     # an EEG fit: the z-scoring of its data, so that sample_raw returns volts again
     zs = src.get("zscore")
@@ -599,6 +613,20 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
         if mean.shape == std.shape == (est.model_config_.n_channels,):
             est.zscore_ = {"mean": mean.tolist(), "std": std.tolist()}
     return est
+
+
+def _check_sizes(exported: dict, path) -> None:
+    """Sizes in the settings cannot exceed the stored parameters' largest dimension, so that a
+    crafted ``n_units`` cannot make the model allocate before its parameters are checked."""
+    dims = [int(n) for v in exported["state"].values() for n in np.shape(v)] or [0]
+    cfg = json.loads(exported["model_config"])
+    for key in ("n_units", "n_channels", "rank", "n_inputs"):
+        v = cfg.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= max(dims):
+            raise FitFileError(f"{path}: the model setting {key}={v!r:.40} does not match the "
+                               f"stored parameters (largest dimension {max(dims)}).")
 
 
 def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) -> dict:
@@ -618,64 +646,84 @@ def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) ->
     FileNotFoundError, FitFileError
     """
     path = Path(path).expanduser()
+    label = str(path)
     with _open_fit_file(path) as f:
         group = _find_model_group(f, path, module_name)
         module = group.parent
-        raw = group.attrs.get("model_config", "{}")
+        cfg = _h5.loads_json(group.attrs.get("model_config", "{}"), label=label,
+                             field=f"the attribute {group.name}@model_config", error=FitFileError)
         try:
-            cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
             model_cfg, est_params = dict(cfg["model"]), dict(cfg["estimator"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise FitFileError(f"{path}: the model_config attribute is not valid "
                                f"({err}).") from None
 
+        def child(name, where):
+            return _h5.get(where, name, label=label, error=FitFileError, default=None)
+
+        def read(obj):
+            return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES)
+
         def floats(name, where=group):
-            obj = where.get(name)
+            obj = child(name, where)
             if obj is None or not hasattr(obj, "shape") or len(obj.shape) != 1:
                 return []
-            return [float(v) for v in obj[()]]
+            return [float(v) for v in read(obj)]
 
         def texts(obj):
-            return [v.decode() if isinstance(v, bytes) else str(v) for v in obj[()]]
+            return [_text(v) for v in read(obj)]
 
         train, val = floats("training_bound"), floats("validation_bound")
         metrics = []
-        table = module.get("metrics")
+        table = child("metrics", module)
         if table is not None and {"metric", "value", "split"} <= set(table.keys()):
-            metrics = list(zip(texts(table["metric"]), floats("value", table),
-                               texts(table["split"]), strict=False))
+            metrics = list(zip(texts(child("metric", table)), floats("value", table),
+                               texts(child("split", table)), strict=False))
         fixed = None
-        table = module.get("fixed_points")
+        table = child("fixed_points", module)
         if table is not None and "stability" in table:
             fixed = {}
-            for kind in texts(table["stability"]):
+            for kind in texts(child("stability", table)):
                 fixed[kind] = fixed.get(kind, 0) + 1
 
         def shape(name):
-            obj = module.get(name)
-            data = obj.get("data") if obj is not None and hasattr(obj, "get") else None
+            obj = child(name, module)
+            data = child("data", obj) if obj is not None and hasattr(obj, "keys") else None
             return tuple(int(n) for n in data.shape) if data is not None else None
 
         return {"model": model_cfg, "estimator": est_params, "epochs": len(train),
                 "final_train_bound": train[-1] if train else None,
                 "final_val_bound": val[-1] if val else None, "metrics": metrics,
                 "fixed_points": fixed, "latents": shape("posterior_latents"),
-                "generated": shape("generated"), "source": _source_of(group),
+                "generated": shape("generated"), "source": _source_of(group, path),
                 "module": module.name.rsplit("/", 1)[-1]}
 
 
+# a fit's own tables (bounds, metrics, fixed points, parameters) are small; a file declaring
+# more is refused before anything is allocated
+_MAX_TABLE_BYTES = 1 << 30
+
+
 def _find_model_group(f, path, module_name):
-    proc = f.get("processing")
+    label = str(path)
+
+    def child(where, name):
+        return _h5.get(where, name, label=label, error=FitFileError, default=None)
+
+    proc = child(f, "processing")
     found = []
     if proc is not None:
-        for mname, mod in proc.items():
-            for oname, obj in mod.items():
-                nt = obj.attrs.get("neurodata_type")
-                nt = nt.decode() if isinstance(nt, bytes) else nt
-                if nt == "LowRankRNNModel":
+        for mname in proc.keys():
+            if module_name is not None and mname != module_name:
+                continue
+            mod = child(proc, mname)
+            if mod is None or not hasattr(mod, "keys"):
+                continue
+            for oname in mod.keys():
+                obj = child(mod, oname)
+                if obj is not None and _text(obj.attrs.get("neurodata_type", "")) == \
+                        "LowRankRNNModel":
                     found.append((mname, oname, obj))
-    if module_name is not None:
-        found = [x for x in found if x[0] == module_name]
     if not found:
         where = f" in processing module {module_name!r}" if module_name else ""
         raise FitFileError(f"{path} holds no nwb_lrnn fit{where} (no LowRankRNNModel in any "
@@ -684,25 +732,41 @@ def _find_model_group(f, path, module_name):
 
 
 def _read_model_group(g, path) -> dict[str, Any]:
+    label = str(path)
+
     def need(name):
-        if name not in g:
+        obj = _h5.get(g, name, label=label, error=FitFileError, default=None)
+        if obj is None:
             raise FitFileError(f"{path}: the model group {g.name} has no dataset {name!r}.")
-        return g[name][()]
+        return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES)
 
     def attr(name):
         if name not in g.attrs:
             raise FitFileError(f"{path}: the model group {g.name} has no attribute {name!r}.")
-        v = g.attrs[name]
-        return v.decode() if isinstance(v, bytes) else v
+        return g.attrs[name]
 
-    keys = [k.decode() if isinstance(k, bytes) else str(k) for k in need("state_keys")]
-    shapes = [json.loads(s.decode() if isinstance(s, bytes) else s)
-              for s in need("state_shapes")]
-    values = np.asarray(need("state_values"), dtype=np.float64)
+    def loads(raw, field):
+        return _h5.loads_json(raw, label=label, field=field, error=FitFileError)
+
+    keys = [_text(k) for k in np.atleast_1d(need("state_keys"))]
+    shapes = [loads(s, f"{g.name}/state_shapes[{i}]")
+              for i, s in enumerate(np.atleast_1d(need("state_shapes")))]
     if len(shapes) != len(keys):
         raise FitFileError(f"{path}: state_keys ({len(keys)}) and state_shapes "
                            f"({len(shapes)}) differ in length.")
-    sizes = [int(np.prod(s)) for s in shapes]
+    for k, shp in zip(keys, shapes, strict=True):
+        if not (isinstance(shp, list) and len(shp) <= 8
+                and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
+                        for n in shp)):
+            raise FitFileError(f"{path}: {g.name}/state_shapes for {k!r} should be a list of "
+                               f"at most 8 non-negative integers, found {shp!r:.80}.")
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    raw_values = need("state_values")
+    try:
+        values = np.asarray(raw_values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise FitFileError(f"{path}: {g.name}/state_values should hold numbers "
+                           f"({err}).") from None
     if sum(sizes) != values.size:
         raise FitFileError(f"{path}: state_values has {values.size} numbers but state_shapes "
                            f"describe {sum(sizes)}.")
@@ -710,15 +774,23 @@ def _read_model_group(g, path) -> dict[str, Any]:
     for k, shp, n in zip(keys, shapes, sizes, strict=True):
         state[k] = values[pos:pos + n].reshape(shp)  # float64; the model casts
         pos += n
+    cfg = loads(attr("model_config"), f"the attribute {g.name}@model_config")
     try:
-        cfg = json.loads(attr("model_config"))
         model_cfg, est_params, meta = cfg["model"], cfg["estimator"], cfg["meta"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise FitFileError(f"{path}: the model_config attribute is not valid ({err}).") from None
-    hist = {"train_bound": [float(v) for v in need("training_bound")]}
-    if "validation_bound" in g:
-        hist["val_bound"] = [float(v) for v in g["validation_bound"][()]]
+    if not all(isinstance(x, dict) for x in (model_cfg, est_params, meta)):
+        raise FitFileError(f"{path}: the model_config attribute should hold the objects "
+                           "'model', 'estimator' and 'meta'.")
+    try:
+        hist = {"train_bound": [float(v) for v in np.atleast_1d(need("training_bound"))]}
+        if "validation_bound" in g:
+            hist["val_bound"] = [float(v) for v in np.atleast_1d(need("validation_bound"))]
+    except (TypeError, ValueError) as err:
+        raise FitFileError(f"{path}: the training history should hold numbers ({err}).") from None
+    train_config = attr("train_config")
+    loads(train_config, f"the attribute {g.name}@train_config")
     meta = dict(meta, history=hist)
     return {"state": state, "model_config": json.dumps(model_cfg),
-            "train_config": attr("train_config"), "estimator_params": json.dumps(est_params),
+            "train_config": _text(train_config), "estimator_params": json.dumps(est_params),
             "meta": meta}

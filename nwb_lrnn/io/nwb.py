@@ -19,6 +19,7 @@ import numpy as np
 
 from .._validate import check_float, check_option
 from ..data import BinnedData
+from . import _hdf5 as _h5
 from .binning import bin_spike_times, n_bins_for
 
 __all__ = ["NWBReadError", "read_nwb"]
@@ -79,6 +80,10 @@ class _Table:
 
 
 def _read(data):
+    import h5py
+
+    if isinstance(data, h5py.Dataset):  # checked for links and storage when the table was made
+        return _h5.read(data, label=_h5_label(data), error=NWBReadError, allow_external=True)
     if hasattr(data, "shape") and hasattr(data, "dtype") and not isinstance(data, np.ndarray):
         return data[()] if data.shape == () else data[:]
     return np.asarray(data) if not isinstance(data, list) else data
@@ -92,17 +97,33 @@ def _scalar(v):
     return v
 
 
-def _h5_table(group, name: str) -> _Table:
+def _h5_label(obj) -> str:
+    try:
+        return str(obj.file.filename)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - closed file
+        return "<HDF5 file>"
+
+
+def _h5_table(group, name: str, *, label: str, allow_external: bool = False) -> _Table:
+    def child(key):
+        obj = _h5.get(group, key, label=label, error=NWBReadError,
+                      allow_external=allow_external, default=None)
+        if obj is not None:
+            _h5.check_dataset(obj, label=label, error=NWBReadError,
+                              allow_external=allow_external)
+        return obj
+
     colnames = [c.decode() if isinstance(c, bytes) else str(c)
                 for c in np.atleast_1d(group.attrs.get("colnames", []))]
-    if "id" not in group:
-        raise NWBReadError(f"the {name} table has no 'id' dataset.")
-    table = _Table(name=name, ids=np.asarray(group["id"][:]))
+    ids = child("id")
+    if ids is None:
+        raise NWBReadError(f"{label}: the {name} table ({group.name}) has no 'id' dataset.")
+    table = _Table(name=name, ids=np.asarray(_read(ids)))
     for col in colnames:
-        if col not in group:
+        data = child(col)
+        if data is None:
             continue
-        index = group.get(col + "_index")
-        table.columns[col] = (group[col], index)
+        table.columns[col] = (data, child(col + "_index"))
     return table
 
 
@@ -141,7 +162,7 @@ class _Source:
                 pass
 
 
-def _open(source, cache_dir) -> _Source:
+def _open(source, cache_dir, allow_external=False) -> _Source:
     import h5py
 
     if _is_nwbfile(source):
@@ -182,7 +203,7 @@ def _open(source, cache_dir) -> _Source:
         raise TypeError("source must be a path, an http(s) URL, an h5py.File, a binary file "
                         f"object or a pynwb.NWBFile; got {type(source).__name__}.")
     try:
-        return _from_h5(f, label, closers)
+        return _from_h5(f, label, closers, allow_external)
     except Exception:
         for c in reversed(closers):
             c()
@@ -203,6 +224,21 @@ def _h5_open(obj, label):
                            f"{err}") from None
 
 
+def check_self_contained(path: str | os.PathLike, *, allow_external: bool = False) -> None:
+    """Refuse a local HDF5 file that points outside itself anywhere (external links, external
+    storage, virtual datasets), before it is handed to a reader that reads everything, such as
+    pynwb. Raises NWBReadError naming the object."""
+    import h5py
+
+    label = os.fspath(path)
+    try:
+        f = h5py.File(label, "r")
+    except OSError as err:
+        raise NWBReadError(f"{label} cannot be opened as HDF5: {err}") from None
+    with f:
+        _h5.check_file(f, label=label, error=NWBReadError, allow_external=allow_external)
+
+
 def _is_nwbfile(obj) -> bool:
     try:
         from pynwb import NWBFile
@@ -211,28 +247,40 @@ def _is_nwbfile(obj) -> bool:
     return isinstance(obj, NWBFile)
 
 
-def _from_h5(f, label, closers) -> _Source:
-    if "units" not in f:
+def _from_h5(f, label, closers, allow_external=False) -> _Source:
+    def get(key):
+        return _h5.get(f, key, label=label, error=NWBReadError, allow_external=allow_external,
+                       default=None)
+
+    def table(key, name):
+        group = get(key)
+        return (_h5_table(group, name, label=label, allow_external=allow_external)
+                if group is not None else None)
+
+    if get("units") is None:
         groups = ", ".join(sorted(f.keys()))
         raise NWBReadError(f"{label} has no Units table (/units); its top-level groups are: "
                            f"{groups}. read_nwb reads sorted spikes; for continuous signals "
                            "use MNE or the acquisition data directly.")
-    units = _h5_table(f["units"], "Units")
+    units = table("units", "Units")
     if "spike_times" not in units.columns:
         raise NWBReadError(f"{label}: the Units table has no 'spike_times' column.")
-    res = f["units/spike_times"].attrs.get("resolution")
-    res = float(res) if res is not None and np.isfinite(res) and res > 0 else None
-    trials = _h5_table(f["intervals/trials"], "trials") if "intervals/trials" in f else None
-    epochs = _h5_table(f["intervals/epochs"], "epochs") if "intervals/epochs" in f else None
-    electrodes = None
-    if "general/extracellular_ephys/electrodes" in f:
-        electrodes = _h5_table(f["general/extracellular_ephys/electrodes"], "electrodes")
+    res = units.columns["spike_times"][0].attrs.get("resolution")
+    try:
+        res = float(res) if res is not None and np.isfinite(res) and res > 0 else None
+    except (TypeError, ValueError):
+        res = None
+    trials = table("intervals/trials", "trials")
+    epochs = table("intervals/epochs", "epochs")
+    electrodes = table("general/extracellular_ephys/electrodes", "electrodes")
 
     def attr_or_ds(key):
-        if key in f:
-            v = f[key][()]
-            return _scalar(v) if np.ndim(v) == 0 else _scalar(np.ravel(v)[0])
-        return None
+        obj = get(key)
+        if obj is None or not hasattr(obj, "dtype"):
+            return None
+        v = _h5.read(obj, label=label, error=NWBReadError, allow_external=allow_external,
+                     max_bytes=1 << 20)
+        return _scalar(v) if np.ndim(v) == 0 else _scalar(np.ravel(v)[0])
 
     meta = {"identifier": attr_or_ds("identifier"),
             "session_start_time": attr_or_ds("session_start_time"),
@@ -326,7 +374,7 @@ def read_nwb(source: Any, *, bin_size: float, units: Sequence | None = None,
              window: tuple[float, float] | None = None,
              trial_filter: Mapping | Callable | None = None, intervals: str = "trials",
              allow_empty_units: bool = False, cache_dir: str | os.PathLike | None = None,
-             provenance: Mapping | None = None) -> BinnedData:
+             provenance: Mapping | None = None, allow_external: bool = False) -> BinnedData:
     """Bin the spike trains of an NWB file's Units table.
 
     Parameters
@@ -361,6 +409,10 @@ def read_nwb(source: Any, *, bin_size: float, units: Sequence | None = None,
         Disk cache for streamed URLs.
     provenance : dict, optional
         Merged into the result's provenance (used by ``read_dandi``).
+    allow_external : bool
+        Follow HDF5 external links, external storage and virtual datasets on the objects read
+        (default: refused with an NWBReadError naming the object, since they make the reader
+        open files on this machine that the file's author chose).
 
     Returns
     -------
@@ -389,7 +441,7 @@ def read_nwb(source: Any, *, bin_size: float, units: Sequence | None = None,
     check_option("intervals", intervals, ("trials", "epochs"))
     label = _plain_label(source)
     try:
-        src = _open(source, cache_dir)
+        src = _open(source, cache_dir, allow_external)
     except _DAMAGED as err:
         if _passes_through(err):
             raise
