@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -168,6 +169,8 @@ def _fit(args: argparse.Namespace) -> int:
     out = _check_fit_args(args)  # every check before any data is read or trained on
     data = load_source(args)
     print(f"nwb-lrnn fit: {data}")
+    _check_space(out, data, args)  # before training, so that no fit is lost
+    ckpt = _checkpoint_path(args, out)
     # windows: the estimator's own rule (sequences > 1000 bins: random 100-bin windows)
     est = LowRankRNN(rank=args.rank, n_units=args.units, nonlinearity=args.nonlinearity,
                      n_particles=args.particles, max_epochs=args.epochs, window=args.window,
@@ -177,7 +180,16 @@ def _fit(args: argparse.Namespace) -> int:
                      validation_fraction=args.validation_fraction,
                      verbose=_fit_progress(args))
     t0 = time.perf_counter()
-    est.fit(data)
+    if ckpt is not None and ckpt.exists():
+        print(f"  resuming from the checkpoint {ckpt}")
+    try:
+        est.fit(data, checkpoint=ckpt, resume=ckpt is not None,
+                checkpoint_every=_CHECKPOINT_EVERY)
+    except ValueError as err:
+        if ckpt is not None and "checkpoint" in str(err):
+            raise CLIError(f"{err} (CLI: delete it, or pass --checkpoint another path or "
+                           "--checkpoint none)") from None
+        raise
     dt = time.perf_counter() - t0
     include = ("model", "latents", "generated", "metrics")
     if est.stable_ is False:  # keep the fit: store no surrogate data from diverging dynamics
@@ -188,9 +200,51 @@ def _fit(args: argparse.Namespace) -> int:
              else ""))
     print(f"  {stability_line(est)}")
     metrics = _baseline_metrics(est, data, args)
-    write_nwb(est, out, data=data, overwrite=args.overwrite, include=include, metrics=metrics)
-    print(f"  wrote {out}")
+    try:
+        write_nwb(est, out, data=data, overwrite=args.overwrite, include=include,
+                  metrics=metrics, mode="append" if args.append else "new")
+    except (OSError, ValueError) as err:  # the fit is trained: say where it is kept
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if ckpt is not None and ckpt.exists():
+            raise CLIError(f"{msg}. The trained fit is kept in {ckpt}: run the same command "
+                           f"with --checkpoint {ckpt} (and another --out if needed) to write "
+                           "it without training again.") from None
+        raise
+    print(f"  wrote {out}" + (" (the fit added to the file)" if args.append else ""))
+    if ckpt is not None and args.checkpoint is None:
+        ckpt.unlink(missing_ok=True)  # the automatic checkpoint has served its purpose
     return 0
+
+
+# the automatic checkpoint: rewritten every few epochs (each is a small .npz plus an fsync)
+_CHECKPOINT_EVERY = 5
+
+
+def _checkpoint_path(args: argparse.Namespace, out: Path) -> Path | None:
+    """--checkpoint PATH, none, or (default) a hidden file next to --out, removed once the
+    results file is written."""
+    if args.checkpoint is not None:
+        return None if args.checkpoint.lower() == "none" else Path(args.checkpoint)
+    return out.with_name(f".{out.name}.checkpoint.npz")
+
+
+def _check_space(out: Path, data, args: argparse.Namespace) -> None:
+    """Enough free space for the results file (latents, surrogate data of the data's size,
+    a copy of the file when appending), checked before training."""
+    import shutil
+
+    need = 3 * int(data.values.size) * 4 + (1 << 20)
+    if args.append and out.exists():
+        need += out.stat().st_size
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need:
+        raise CLIError(f"not enough free space for {out}: the results need about "
+                       f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free on its disk "
+                       "(checked before fitting).")
 
 
 def _baseline_metrics(est, data, args) -> dict:
@@ -249,10 +303,33 @@ def _check_fit_args(args: argparse.Namespace) -> Path:
     need(0 <= args.validation_fraction < 1, "--validation-fraction must be in [0, 1)",
          args.validation_fraction)
     need(args.threads >= 0, "--threads must be >= 0 (0: automatic)", args.threads)
+    if args.append and args.overwrite:
+        raise CLIError("--append adds the fit to an existing file, --overwrite replaces a "
+                       "results file: give one of them.")
     out = Path(args.out) if args.out else Path(_default_out(args.source))
-    if out.exists() and not args.overwrite:
-        raise CLIError(f"{out} exists; pass --overwrite to replace it, or --out another "
-                       "file (checked before fitting, so no fit is lost).")
+    if args.append:
+        if not out.is_file():
+            raise CLIError(f"--append adds the fit to an existing NWB file; {out} does not "
+                           "exist (leave --append out to write a new results file).")
+    elif out.exists():
+        if not args.overwrite:
+            raise CLIError(f"{out} exists; pass --overwrite to replace it, --append to add the "
+                           "fit to it, or --out another file (checked before fitting, so no "
+                           "fit is lost).")
+        from .io.fit_nwb import check_replaceable
+
+        try:
+            check_replaceable(out, {"source": args.source})
+        except FileExistsError as err:
+            raise CLIError(str(err).replace("overwrite=True", "--overwrite")
+                           .replace("mode='append' (CLI: --append)", "--append")
+                           .replace("with mode='append' (CLI: --append)", "with --append")
+                           ) from None
+    folder = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {out}: {existing} is not a writable folder (checked "
+                       "before fitting).")
     return out
 
 
@@ -312,6 +389,14 @@ def _generate(args: argparse.Namespace) -> int:
         raise CLIError(f"--out must end in .nwb, .npy, .fif or .edf, got {out.name!r}.")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+    if out.exists():  # --overwrite replaces surrogate or results files, never a recording
+        from .io.fit_nwb import check_replaceable, read_fit_source
+
+        try:
+            check_replaceable(out, read_fit_source(args.fit))
+        except FileExistsError as err:
+            raise CLIError(str(err).split("; ")[0] + "; --overwrite replaces only files "
+                           "nwb_lrnn wrote. Give another --out.") from None
     if args.n_trials < 1 or args.n_times < 1:
         raise CLIError("--n-trials and --n-times must be >= 1.")
     est = read_fit(args.fit)
@@ -697,7 +782,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "'cuda[:N]'")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--out", help="output NWB file (default: <source>_lrnn.nwb)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out results file (never a recording)")
+    p.add_argument("--append", action="store_true",
+                   help="add the fit to the existing NWB file --out (e.g. the source "
+                        "recording) as a processing module; its data are kept")
+    p.add_argument("--checkpoint", metavar="PATH|none",
+                   help="training checkpoint, rewritten every 5 epochs; a run that finds it "
+                        "resumes (default: .<out>.checkpoint.npz next to --out, removed once "
+                        "the results are written; 'none': no checkpoint)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress (a bar on a terminal, else a log line every 30 s)")
     p.set_defaults(func=_fit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -142,6 +143,36 @@ def _apply_zscore(data: BinnedData, zscore: dict) -> BinnedData:
     prov = dict(data.provenance)
     prov["zscore"] = {"mean": mean.tolist(), "std": std.tolist()}
     return data.replace(values=(data.values - mean) / std, provenance=prov)
+
+
+def _digest(data: BinnedData | None, extra: Any = None) -> str | None:
+    """sha256 of a dataset's values, inputs, bin size and kind (and ``extra``), for checkpoints."""
+    import hashlib
+
+    if data is None:
+        return None
+    h = hashlib.sha256()
+    for arr in (data.values, data.inputs, extra):
+        if arr is None:
+            h.update(b"-")
+            continue
+        a = np.ascontiguousarray(arr)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    h.update(f"{float(data.bin_size)!r} {data.kind}".encode())
+    return h.hexdigest()
+
+
+def _fingerprint(train_data, val_data, pool, seed, mcfg, prop_name, params) -> dict:
+    """What a checkpoint belongs to: the data (digests), the seed and every setting."""
+    settings = {k: v for k, v in params.items()
+                if k not in ("verbose", "device") and isinstance(v, (int, float, str, bool,
+                                                                      type(None)))}
+    return {"training_data": _digest(train_data, pool), "validation_data": _digest(val_data),
+            # a random seed (random_state=None) is not part of what the user asked for
+            "seed": None if params.get("random_state") is None else int(seed),
+            "model": json.loads(mcfg.to_json()), "proposal": prop_name,
+            "settings": settings}
 
 
 class LowRankRNN:
@@ -574,7 +605,10 @@ class LowRankRNN:
                                   inputs_val=u_val, verbose=bool(verbose),
                                   window_pool=None if pool is None else torch.as_tensor(pool),
                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                                  resume=resume, on_epoch=recheck)
+                                  resume=resume, on_epoch=recheck,
+                                  fingerprint=None if checkpoint is None else _fingerprint(
+                                      train_data, val_data, pool, seed, mcfg, prop_name,
+                                      self.get_params()))
         factor = check_float("stability_check", self.stability_check, min_value=0.0)
         self.stable_, self.stability_ = None, None
         if factor > 0:

@@ -272,3 +272,28 @@ def test_bad_inputs_table_links_real_tests():
     for fname, test in set(links):
         src = (ROOT / "tests" / fname).read_text()
         assert f"def {test}(" in src, f"{fname}::{test} is listed but does not exist"
+
+
+def test_checkpoint_of_another_fit_is_refused_naming_what_differs(tmp_path):
+    """A finished checkpoint of data A must not hand back A's model for data B (or for another
+    seed or nonlinearity): the fingerprint names what differs."""
+    from nwb_lrnn import LowRankRNN
+    from nwb_lrnn.teachers import oscillator_teacher
+
+    a = oscillator_teacher(6, 2).sample(3, 20, random_state=0)
+    b = oscillator_teacher(6, 2).sample(3, 20, random_state=1)
+    kw = dict(rank=2, n_units=6, n_particles=4, max_epochs=2, verbose=False, random_state=0,
+              validation_fraction=0)
+    ckpt = tmp_path / "a.npz"
+    fit_a = LowRankRNN(**kw).fit(a, checkpoint=ckpt)
+    again = LowRankRNN(**kw).fit(a, checkpoint=ckpt, resume=True)  # same fit: resumes (done)
+    np.testing.assert_array_equal(again.parameters_["U"], fit_a.parameters_["U"])
+    with pytest.raises(ValueError, match=r"belongs to another fit \(training_data"):
+        LowRankRNN(**kw).fit(b, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match=r"belongs to another fit \(.*seed: 0 in the "
+                                         r"checkpoint, 5 here"):
+        LowRankRNN(**{**kw, "random_state": 5}).fit(a, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match=r"model\.nonlinearity"):
+        LowRankRNN(**{**kw, "nonlinearity": "tanh"}).fit(a, checkpoint=ckpt, resume=True)
+    # the checkpoint itself is left alone
+    assert ckpt.exists()

@@ -16,8 +16,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -230,7 +231,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
           verbose: bool = True, window_pool: torch.Tensor | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-          resume: bool = False, on_epoch: Callable[[], None] | None = None) -> TrainHistory:
+          resume: bool = False, on_epoch: Callable[[], None] | None = None,
+          fingerprint: Mapping[str, Any] | None = None) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
 
     Parameters
@@ -262,6 +264,10 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     on_epoch : callable, optional
         Called with no arguments before every epoch (the estimator uses it to give CPU threads
         back when other processes start; see :mod:`nwb_lrnn._threads`).
+    fingerprint : dict, optional
+        What the run belongs to (JSON values: digests of the data, the seed, the model's
+        settings). Stored in the checkpoint; resuming from a checkpoint whose fingerprint
+        differs is a ValueError naming the entries that differ.
 
     Returns
     -------
@@ -298,12 +304,14 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     named = _named_tensors(model, proposal)
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         start_epoch, best, since_best, best_vals = _load_checkpoint(
-            checkpoint, named, opt, sched, generator, hist, cfg)
+            checkpoint, named, opt, sched, generator, hist, cfg, fingerprint)
         if best_vals is not None:
             best_state = _ParamBuffer(params)
             best_state.values = best_vals
         last_good.save()
         logger.info("resumed from %s after epoch %d", checkpoint, start_epoch)
+        if hist.stopped_early:  # it had finished: early stopping is not undone by resuming
+            start_epoch = cfg.max_epochs
     every = check_int("checkpoint_every", checkpoint_every, min_value=1)
     bar = _progress(cfg.max_epochs, verbose)
     plog = _ProgressLog(cfg.max_epochs, start_epoch, verbose)
@@ -375,7 +383,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
             if checkpoint is not None and ((epoch + 1) % every == 0 or stop
                                            or epoch + 1 == cfg.max_epochs):
                 _save_checkpoint(checkpoint, epoch + 1, named, opt, sched, generator, hist,
-                                 cfg, best, since_best,
+                                 fingerprint, cfg, best, since_best,
                                  None if best_state is None else best_state.values)
             if stop:
                 logger.info("early stop at epoch %d (best %d)", epoch, hist.best_epoch)
@@ -390,7 +398,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-_CKPT_VERSION = 1
+_CKPT_VERSION = 2  # 2: a fingerprint of what the run belongs to
 
 
 def _named_tensors(model, proposal) -> dict[str, torch.Tensor]:
@@ -403,8 +411,8 @@ def _named_tensors(model, proposal) -> dict[str, torch.Tensor]:
     return out
 
 
-def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, cfg, best, since_best,
-                     best_vals) -> None:
+def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, fingerprint, cfg, best,
+                     since_best, best_vals) -> None:
     """Write the training state as one .npz (arrays + a JSON header), atomically."""
     import numpy as np
 
@@ -428,7 +436,8 @@ def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, cfg, best,
               "param_groups": groups, "scheduler": sched.state_dict(),
               "history": hist.to_dict(), "config": json.loads(cfg.to_json()),
               "best": best if math.isfinite(best) else None, "since_best": since_best,
-              "has_best": best_vals is not None}
+              "has_best": best_vals is not None,
+              "fingerprint": None if fingerprint is None else dict(fingerprint)}
     arrays["header"] = np.frombuffer(json.dumps(header, default=float).encode(), dtype=np.uint8)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -446,7 +455,7 @@ def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, cfg, best,
         raise
 
 
-def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
+def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=None):
     import numpy as np
 
     try:
@@ -458,7 +467,8 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
                          "start over.") from None
     if header.get("version") != _CKPT_VERSION:
         raise ValueError(f"checkpoint {path} has version {header.get('version')}, expected "
-                         f"{_CKPT_VERSION}.")
+                         f"{_CKPT_VERSION} (written by another nwb_lrnn); delete it to start "
+                         "over.")
     defaults = json.loads(TrainConfig().to_json())  # settings added since the checkpoint
     if {**defaults, **header["config"]} != json.loads(cfg.to_json()):
         raise ValueError(f"checkpoint {path} was written with other training settings; "
@@ -467,6 +477,14 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
             list(named[k].shape) != header["shapes"][k] for k in named):
         raise ValueError(f"checkpoint {path} holds parameters of another model (names or "
                          "shapes differ); delete it or pass resume=False.")
+    if fingerprint is not None:
+        ours = json.loads(json.dumps(dict(fingerprint), default=float))
+        differ = _differences(header.get("fingerprint") or {}, ours)
+        if differ:
+            what = "; ".join(f"{k}: {_short(a)} in the checkpoint, {_short(b)} here"
+                             for k, a, b in differ[:4])
+            raise ValueError(f"checkpoint {os.fspath(path)} belongs to another fit ({what}); "
+                             "delete it, give another checkpoint path, or pass resume=False.")
     with torch.no_grad():
         for k, p in named.items():
             p.copy_(torch.from_numpy(arrays[f"param/{k}"]))
@@ -498,6 +516,23 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg):
                 named[names[j]].device)
     best = header["best"] if header["best"] is not None else -math.inf
     return int(header["epoch"]), best, int(header["since_best"]), best_vals
+
+
+def _differences(theirs: dict, ours: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, checkpoint's value, this run's value) for every entry that differs."""
+    out = []
+    for k in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(k), ours.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
+
+
+def _short(v) -> str:
+    text = json.dumps(v, default=float, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _ParamBuffer:
