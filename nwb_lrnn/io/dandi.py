@@ -118,10 +118,17 @@ def _remote_assets(ident: str, version: str | None, asset: str | None, api_url: 
     from dandi.exceptions import NotFoundError
 
     _check_reachable(api_url or DEFAULT_API_URL)
+    token = _token()
     try:
-        client = DandiAPIClient(api_url=api_url) if api_url else DandiAPIClient()
-    except RuntimeError as err:
-        raise RemoteReadError(f"cannot use the DANDI API at {api_url}: {err}") from None
+        client = (DandiAPIClient(api_url=api_url, token=token) if api_url
+                  else DandiAPIClient(token=token))
+    except Exception as err:  # the dandi client checks a token at once (HTTP errors)
+        import requests
+
+        if not isinstance(err, (RuntimeError, requests.RequestException)):
+            raise
+        hint = " (the token in DANDI_API_KEY was refused)" if token else ""
+        raise RemoteReadError(f"cannot use the DANDI API at {api_url}: {err}{hint}") from None
     where = f"dandiset {ident}" + (f" version {version}" if version else "")
     try:
         ds = client.get_dandiset(ident, version, lazy=False)
@@ -144,12 +151,28 @@ def _remote_assets(ident: str, version: str | None, asset: str | None, api_url: 
         import requests
 
         if isinstance(err, requests.RequestException):
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            hint = ""
+            if status in (401, 403):
+                hint = (" — an embargoed dandiset needs your DANDI API token: set DANDI_API_KEY"
+                        if not _token() else " — the token in DANDI_API_KEY was refused")
             raise RemoteReadError(f"DANDI API request for {where} at {client.api_url} "
-                                  f"failed: {err}") from None
+                                  f"failed: {err}{hint}") from None
         raise
     for a in found:
         _safe_path(a.path)
     return client, ds, sorted(found, key=lambda a: a.path)
+
+
+def _token() -> str | None:
+    """The DANDI API token from ``DANDI_API_KEY`` (needed for embargoed dandisets)."""
+    key = os.environ.get("DANDI_API_KEY", "").strip()
+    return key or None
+
+
+def _auth_headers() -> dict[str, str]:
+    key = _token()
+    return {"Authorization": f"token {key}"} if key else {}
 
 
 def _digest(a) -> dict:
@@ -315,17 +338,31 @@ def read_dandi(dandiset: str | os.PathLike, *, asset: str | None = None,
         ident, v = parse_dandiset(str(dandiset))
         version = version or v
         client, ds, assets = _remote_assets(ident, version, asset, api_url)
+        headers = _auth_headers()
         for a in assets:
-            url = a.get_content_url(follow_redirects=1, strip_query=True)
+            # the archive's own download URL: the redirect to storage (signed, expiring) is
+            # followed by our reader, which accepts only http(s) targets and renews it
+            url = a.base_download_url
+            digest = _digest(a)
             if download:
                 target = _download_path(cache, ident, ds.version_id, a.path)
-                remote.download(url, target)
+                remote.download(url, target, sha256=digest.get("dandi:sha2-256"),
+                                headers=headers)
                 data = read_nwb(target, bin_size=bin_size, **read_nwb_kwargs)
             else:
-                data = read_nwb(url, bin_size=bin_size, cache_dir=cache, **read_nwb_kwargs)
+                fobj = remote.open_url(url, cache_dir=cache, headers=headers)
+                try:
+                    data = read_nwb(fobj, bin_size=bin_size, **read_nwb_kwargs)
+                finally:
+                    fobj.close()
+                data = data.replace(provenance={**data.provenance, "source": url})
             prov = {**data.provenance, **user_prov, "dandiset": ident,
                     "version": ds.version_id, "asset_path": a.path, "asset_id": a.identifier,
-                    "digest": _digest(a), "api_url": client.api_url, "content_url": url}
+                    "digest": digest,
+                    # a streamed read touches a few blocks: the archive's digest describes the
+                    # asset, not bytes checked here; a download (download=True) is checked
+                    "digest_verified": bool(download and digest.get("dandi:sha2-256")),
+                    "api_url": client.api_url, "content_url": url}
             results.append(data.replace(provenance=prov))
     if merge and len(results) > 1:
         return _merge(results)

@@ -30,14 +30,50 @@ _MAX_REDIRECTS = 5
 _MAX_BLOCKS_PER_REQUEST = 256
 _MEMORY_CACHE_BYTES = 64 * 2**20
 _USER_AGENT = "nwb_lrnn-remote/1"
+_MAX_RETRY_AFTER = 30.0  # seconds waited at most when a server answers 429 with Retry-After
+# headers that carry credentials: sent to the host they were given for, never after a redirect
+# to another host (DANDI's download redirects to signed storage URLs that need none)
+_CREDENTIALS = ("authorization", "cookie")
 
 
 class RemoteReadError(OSError):
-    """A remote file cannot be read (unreachable, no range support, repeated failures)."""
+    """A remote file cannot be read (unreachable, no range support, repeated failures, a
+    refused redirect, a digest mismatch). ``status`` is the HTTP status when one caused it."""
+
+    status: int | None = None
 
 
 class _Retryable(Exception):
-    """A transient failure (connection error, 5xx, truncated body): try again."""
+    """A transient failure (connection error, 5xx, 429, truncated body): try again, after
+    ``retry_after`` seconds when the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _http_error(url: str, status: int, reason: str) -> RemoteReadError:
+    hint = ""
+    if status in (401, 403):
+        hint = (" (an embargoed dandiset needs a DANDI API token: set DANDI_API_KEY; a signed "
+                "URL may have expired)")
+    err = RemoteReadError(f"{_redact(url)}: HTTP {status} {reason}{hint}.")
+    err.status = status
+    return err
+
+
+def _redact(url: str) -> str:
+    """A URL without its query string (signatures and tokens stay out of messages)."""
+    parts = urlsplit(url)
+    return url.split("?", 1)[0] + ("?..." if parts.query else "")
+
+
+def _retry_after(resp) -> float | None:
+    value = resp.getheader("Retry-After")
+    try:
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER) if value is not None else None
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager
@@ -73,20 +109,34 @@ def _cache_root(cache_dir) -> Path | None:
 
 
 class _Connection:
-    """One persistent HTTP(S) connection per host, following redirects."""
+    """One persistent HTTP(S) connection per host, following redirects (http(s) only),
+    through the proxy that HTTP(S)_PROXY / NO_PROXY name."""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
-    def _get(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _get(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
+        """The connection for (scheme, host) and whether requests name the absolute URL
+        (a plain-HTTP proxy)."""
         key = (scheme, netloc)
+        proxy = _proxy_for(scheme, netloc)
         conn = self._conns.get(key)
         if conn is None:
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            conn = cls(netloc, timeout=self.timeout)
+            if proxy is not None:
+                pp = urlsplit(proxy)
+                target = pp.netloc.rsplit("@", 1)[-1]
+                if scheme == "https":  # CONNECT tunnel through the proxy
+                    conn = http.client.HTTPSConnection(target, timeout=self.timeout)
+                    conn.set_tunnel(netloc)
+                else:
+                    conn = http.client.HTTPConnection(target, timeout=self.timeout)
+            else:
+                cls = (http.client.HTTPSConnection if scheme == "https"
+                       else http.client.HTTPConnection)
+                conn = cls(netloc, timeout=self.timeout)
             self._conns[key] = conn
-        return conn
+        return conn, proxy is not None and scheme == "http"
 
     def drop(self, scheme: str, netloc: str) -> None:
         conn = self._conns.pop((scheme, netloc), None)
@@ -98,20 +148,28 @@ class _Connection:
             conn.close()
         self._conns.clear()
 
-    def request(self, method: str, url: str, headers: dict[str, str]):
+    def request(self, method: str, url: str, headers: dict[str, str],
+                deadline: float | None = None, auth_host: str | None = None):
         """Send a request; return ``(final_url, response)`` with the body still unread.
 
-        Raises ``_Retryable`` for connection errors and 5xx answers, ``RemoteReadError``
-        for other HTTP errors.
+        Redirects are followed (relative ``Location`` included) only to http(s) URLs;
+        credential headers are dropped when a redirect leaves the first host. Raises
+        ``_Retryable`` for connection errors and 5xx/429 answers, ``RemoteReadError`` for other
+        HTTP errors, refused redirects and a passed ``deadline`` (``time.monotonic()``).
+        Credential headers go only to ``auth_host`` (default: the host of ``url``).
         """
+        first_host = auth_host if auth_host is not None else urlsplit(url).netloc
         for _ in range(_MAX_REDIRECTS + 1):
             parts = urlsplit(url)
-            path = parts.path or "/"
-            if parts.query:
-                path += "?" + parts.query
+            if parts.netloc != first_host:
+                headers = {k: v for k, v in headers.items()
+                           if k.lower() not in _CREDENTIALS}
             for fresh in (False, True):
                 reused = (parts.scheme, parts.netloc) in self._conns
-                conn = self._get(parts.scheme, parts.netloc)
+                conn, absolute = self._get(parts.scheme, parts.netloc)
+                path = url if absolute else (parts.path or "/") + (
+                    "?" + parts.query if parts.query else "")
+                _set_timeout(conn, self.timeout, deadline, url)
                 try:
                     conn.request(method, path, headers={"User-Agent": _USER_AGENT, **headers})
                     resp = conn.getresponse()
@@ -123,24 +181,75 @@ class _Connection:
                             http.client.RemoteDisconnected, BrokenPipeError,
                             ConnectionResetError)):
                         continue
+                    _check_deadline(deadline, url)
                     raise _Retryable(f"{type(err).__name__}: {err}") from None
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                resp.read()
-                url = urljoin(url, resp.getheader("Location"))
+                loc = resp.getheader("Location")
+                _drain(resp, self, parts)
+                nxt = urljoin(url, loc.strip())
+                np_ = urlsplit(nxt)
+                if np_.scheme not in ("http", "https") or not np_.netloc:
+                    raise RemoteReadError(
+                        f"{_redact(url)} redirected to {_redact(loc)!r}, which is not an "
+                        "http(s) URL; only http(s) redirects are followed (never to a local "
+                        "path or another protocol).")
+                url = nxt
                 continue
             if resp.status >= 500 or resp.status == 429:
-                resp.read()
+                wait = _retry_after(resp)
+                _drain(resp, self, parts)
                 self.drop(parts.scheme, parts.netloc)
-                raise _Retryable(f"HTTP {resp.status} {resp.reason}")
+                raise _Retryable(f"HTTP {resp.status} {resp.reason}", wait)
             if resp.status >= 400:
-                resp.read()
-                raise RemoteReadError(f"{url}: HTTP {resp.status} {resp.reason}.")
+                _drain(resp, self, parts)
+                raise _http_error(url, resp.status, resp.reason)
             return url, resp
-        raise RemoteReadError(f"{url}: more than {_MAX_REDIRECTS} redirects.")
+        raise RemoteReadError(f"{_redact(url)}: more than {_MAX_REDIRECTS} redirects.")
+
+
+def _drain(resp, conn: _Connection, parts) -> None:
+    """Discard a small error or redirect body; a large one closes the connection instead."""
+    length = resp.getheader("Content-Length")
+    if length is not None and length.isdigit() and int(length) <= 65536:
+        try:
+            resp.read()
+            return
+        except (OSError, http.client.HTTPException):
+            pass
+    resp.close()
+    conn.drop(parts.scheme, parts.netloc)
+
+
+def _proxy_for(scheme: str, netloc: str) -> str | None:
+    """The proxy URL HTTP(S)_PROXY names for this host, unless NO_PROXY exempts it."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme)
+    if not proxy:
+        return None
+    if urllib.request.proxy_bypass_environment(netloc.rsplit("@", 1)[-1], proxies):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _set_timeout(conn, timeout: float, deadline: float | None, url: str) -> None:
+    _check_deadline(deadline, url)
+    t = timeout if deadline is None else max(min(timeout, deadline - time.monotonic()), 0.01)
+    conn.timeout = t
+    if conn.sock is not None:
+        conn.sock.settimeout(t)
+
+
+def _check_deadline(deadline: float | None, url: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise RemoteReadError(f"{_redact(url)}: no complete answer within the deadline (a "
+                              "server sending too slowly); gave up.")
 
 
 def _with_retries(fn, url: str, retries: int, what: str):
-    """Call ``fn()``; retry ``_Retryable`` failures with exponential backoff."""
+    """Call ``fn()``; retry ``_Retryable`` failures with exponential backoff (or the server's
+    ``Retry-After``, at most 30 s)."""
     attempts = max(int(retries), 0) + 1
     last = ""
     for k in range(attempts):
@@ -149,18 +258,44 @@ def _with_retries(fn, url: str, retries: int, what: str):
         except _Retryable as err:
             last = str(err)
             if k + 1 < attempts:
-                time.sleep(min(0.25 * 2**k, 4.0))
-    raise RemoteReadError(f"{what} {url} failed after {attempts} attempt(s); last error: {last}")
+                wait = err.retry_after if err.retry_after is not None else min(0.25 * 2**k, 4.0)
+                time.sleep(wait)
+    raise RemoteReadError(f"{what} {_redact(url)} failed after {attempts} attempt(s); last "
+                          f"error: {last}")
 
 
-def _read_exact(resp, n: int) -> bytes:
-    try:
-        body = resp.read(n)
-    except (OSError, http.client.HTTPException) as err:
-        raise _Retryable(f"connection dropped while reading the body: {err}") from None
-    if len(body) != n:
-        raise _Retryable(f"connection dropped after {len(body)} of {n} bytes")
-    return body
+def _read_exact(resp, n: int, deadline: float | None = None, url: str = "",
+                conn: _Connection | None = None) -> bytes:
+    """Exactly ``n`` body bytes, read in pieces so that a slow sender meets the deadline; a
+    body declared longer than ``n`` is refused before reading (and ``conn``'s connection to
+    that host dropped, so no stray bytes are read as the next answer)."""
+    def drop():
+        resp.close()
+        if conn is not None and url:
+            parts = urlsplit(url)
+            conn.drop(parts.scheme, parts.netloc)
+
+    length = resp.getheader("Content-Length")
+    if length is not None and length.strip().isdigit() and int(length) > n:
+        drop()
+        raise RemoteReadError(f"{_redact(url)}: the answer declares {int(length)} bytes where "
+                              f"{n} were asked for; refused.")
+    buf = bytearray()
+    while len(buf) < n:
+        _check_deadline(deadline, url)
+        try:
+            chunk = resp.read1(min(n - len(buf), 1 << 16))
+        except (OSError, http.client.HTTPException) as err:
+            _check_deadline(deadline, url)
+            raise _Retryable(f"connection dropped while reading the body: {err}") from None
+        if not chunk:
+            raise _Retryable(f"connection dropped after {len(buf)} of {n} body bytes")
+        buf += chunk
+    if getattr(resp, "length", None) == 0:
+        resp.read()  # marks the response complete, so the connection is reused
+    else:  # more body than asked for (no or a wrong Content-Length): never read it
+        drop()
+    return bytes(buf)
 
 
 class RemoteFile(io.RawIOBase):
@@ -179,9 +314,10 @@ class RemoteFile(io.RawIOBase):
     """
 
     def __init__(self, url: str, *, cache_dir=None, retries: int = 3, timeout: float = 30.0,
-                 block_size: int = DEFAULT_BLOCK_SIZE):
+                 block_size: int = DEFAULT_BLOCK_SIZE, headers: dict[str, str] | None = None):
         super().__init__()
         self.url = _check_url(url)
+        self._headers = dict(headers or {})
         if int(block_size) <= 0:
             raise ValueError(f"block_size must be positive, got {block_size!r}.")
         self.block_size = int(block_size)
@@ -208,11 +344,15 @@ class RemoteFile(io.RawIOBase):
 
         def attempt():
             n = self.block_size
-            final, resp = self._conn.request("GET", self.url, {"Range": f"bytes=0-{n - 1}"})
+            deadline = time.monotonic() + self.timeout
+            final, resp = self._conn.request("GET", self.url,
+                                             {**self._headers, "Range": f"bytes=0-{n - 1}"},
+                                             deadline)
             self.n_requests += 1
             length = resp.getheader("Content-Length")
-            if resp.status == 200 and length is not None and int(length) <= n:
-                body = _read_exact(resp, int(length))  # a file smaller than one block
+            if (resp.status == 200 and length is not None and length.strip().isdigit()
+                    and int(length) <= n):
+                body = _read_exact(resp, int(length), deadline, final, self._conn)  # tiny
                 self.bytes_read += len(body)
                 return final, len(body), body, resp.getheader("ETag") or ""
             if resp.status != 206:
@@ -230,7 +370,12 @@ class RemoteFile(io.RawIOBase):
                 raise RemoteReadError(f"{self.url}: range response without a usable "
                                       "Content-Range header.")
             start, end, total = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            body = _read_exact(resp, end - start + 1)
+            if start != 0 or end < start or end > n - 1 or end >= total:
+                resp.close()
+                self._conn.drop(urlsplit(final).scheme, urlsplit(final).netloc)
+                raise RemoteReadError(f"{_redact(self.url)}: asked for bytes 0-{n - 1}, the "
+                                      f"server answered bytes {start}-{end}/{total}; refused.")
+            body = _read_exact(resp, end - start + 1, deadline, final, self._conn)
             self.bytes_read += len(body)
             return final, total, body, resp.getheader("ETag") or ""
 
@@ -252,16 +397,39 @@ class RemoteFile(io.RawIOBase):
         """Bytes [start, stop) in one ranged GET, with retries."""
 
         def attempt():
-            final, resp = self._conn.request(
-                "GET", self._fetch_url, {"Range": f"bytes={start}-{stop - 1}"})
+            deadline = time.monotonic() + self.timeout
+            headers = {**self._headers, "Range": f"bytes={start}-{stop - 1}"}
+            host = urlsplit(self.url).netloc
+            try:
+                final, resp = self._conn.request("GET", self._fetch_url, headers, deadline,
+                                                 auth_host=host)
+            except RemoteReadError as err:
+                # a signed URL that expired: resolve it again from the URL given, once
+                if err.status in (401, 403, 410) and self._fetch_url != self.url:
+                    self._fetch_url = self.url
+                    final, resp = self._conn.request("GET", self.url, headers, deadline,
+                                                     auth_host=host)
+                    self._fetch_url = final
+                else:
+                    raise
             self.n_requests += 1
+            parts = urlsplit(final)
             if resp.status != 206:
-                parts = urlsplit(final)
                 self._conn.drop(parts.scheme, parts.netloc)
                 resp.close()
-                raise RemoteReadError(f"{self.url}: server stopped honouring range requests "
-                                      f"(HTTP {resp.status}).")
-            body = _read_exact(resp, stop - start)
+                raise RemoteReadError(f"{_redact(self.url)}: server stopped honouring range "
+                                      f"requests (HTTP {resp.status}).")
+            m = re.match(r"bytes\s+(\d+)-(\d+)/(\d+|\*)",
+                         resp.getheader("Content-Range") or "")
+            if not m or (int(m.group(1)), int(m.group(2))) != (start, stop - 1) or (
+                    m.group(3) != "*" and int(m.group(3)) != self.size):
+                self._conn.drop(parts.scheme, parts.netloc)
+                resp.close()
+                got = resp.getheader("Content-Range")
+                raise RemoteReadError(f"{_redact(self.url)}: asked for bytes {start}-"
+                                      f"{stop - 1} of {self.size}, the server answered "
+                                      f"{got!r}; refused.")
+            body = _read_exact(resp, stop - start, deadline, final, self._conn)
             self.bytes_read += len(body)
             return body
 
@@ -404,7 +572,8 @@ class RemoteFile(io.RawIOBase):
 
 
 def open_url(url: str, *, cache_dir=None, retries: int = 3, timeout: float = 30.0,
-             block_size: int = DEFAULT_BLOCK_SIZE) -> RemoteFile:
+             block_size: int = DEFAULT_BLOCK_SIZE,
+             headers: dict[str, str] | None = None) -> RemoteFile:
     """Open an http(s) URL as a read-only, seekable binary file streamed with range requests.
 
     A preflight ranged GET checks that the server answers ``Range`` requests with
@@ -424,9 +593,19 @@ def open_url(url: str, *, cache_dir=None, retries: int = 3, timeout: float = 30.
         Retries per request after a connection error, a timeout, a truncated body or an
         HTTP 5xx/429 answer (exponential backoff from 0.25 s).
     timeout : float
-        Socket timeout in seconds.
+        Seconds a request may take, answer and body together (a server that trickles bytes
+        is given up on; retries are bounded too, so every read ends).
     block_size : int
         Bytes per block (default 64 KiB).
+    headers : dict, optional
+        Sent with every request, e.g. ``{"Authorization": "token KEY"}``; credential headers
+        are not sent on after a redirect to another host.
+
+    Redirects are followed only to http(s) URLs (a ``Location`` naming a local path or
+    another protocol is an error); a signed URL reached through a redirect that expires
+    (401/403/410) is resolved again from ``url``. An answer whose range or length differs from
+    the request is refused before its body is read. ``HTTP(S)_PROXY`` and ``NO_PROXY`` are
+    honoured.
 
     Returns
     -------
@@ -452,12 +631,13 @@ def open_url(url: str, *, cache_dir=None, retries: int = 3, timeout: float = 30.
     True
     """
     return RemoteFile(url, cache_dir=cache_dir, retries=retries, timeout=timeout,
-                      block_size=block_size)
+                      block_size=block_size, headers=headers)
 
 
 def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
-             timeout: float = 60.0) -> Path:
-    """Download a whole file atomically (temporary file, then rename).
+             timeout: float = 60.0, sha256: str | None = None, max_bytes: int | None = None,
+             headers: dict[str, str] | None = None) -> Path:
+    """Download a whole file atomically (temporary file, then rename), checking its digest.
 
     Parameters
     ----------
@@ -466,11 +646,20 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
     path : path
         Destination file; its folder is created.
     overwrite : bool
-        Replace an existing file (default: keep it and return at once).
+        Replace an existing file (default: keep it and return at once; with ``sha256`` it is
+        checked first, and a file that does not match is removed and downloaded again).
     retries : int
-        Retries after connection errors, truncated bodies and 5xx answers.
+        Retries after connection errors, truncated bodies and 5xx/429 answers.
     timeout : float
-        Socket timeout in seconds.
+        Seconds without progress after which a stalled transfer is given up.
+    sha256 : str, optional
+        Expected SHA-256 (hex) of the file, e.g. DANDI's ``dandi:sha2-256``: a mismatch is a
+        RemoteReadError and nothing is kept.
+    max_bytes : int, optional
+        Refuse bodies longer than this (default: the declared ``Content-Length``; a body
+        without one is capped at 64 GiB and by the free space of the destination's disk).
+    headers : dict, optional
+        As for :func:`open_url`.
 
     Returns
     -------
@@ -482,36 +671,108 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
     >>> download("https://example.org/file.nwb", "data/file.nwb")  # doctest: +SKIP
     PosixPath('data/file.nwb')
     """
+    import shutil
+
     _check_url(url)
     path = Path(path).expanduser()
+    want = sha256.lower() if isinstance(sha256, str) and sha256 else None
     if path.exists() and not overwrite:
-        return path
+        if want is None or verified_sha256(path) == want:
+            return path
+        path.unlink()  # a damaged or tampered cache entry is dropped, then fetched again
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = _Connection(timeout)
 
     def attempt():
-        _, resp = conn.request("GET", url, {})
+        _, resp = conn.request("GET", url, dict(headers or {}))
         length = resp.getheader("Content-Length")
+        declared = int(length) if length is not None and length.strip().isdigit() else None
+        cap = max_bytes if max_bytes is not None else (declared if declared is not None
+                                                       else 64 << 30)
+        if declared is not None and declared > cap:
+            resp.close()
+            conn.close()
+            raise RemoteReadError(f"{_redact(url)} declares {declared} bytes, more than the "
+                                  f"{cap} allowed.")
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if free is not None and (declared or 0) > free:
+            resp.close()
+            conn.close()
+            raise RemoteReadError(f"{_redact(url)} is {declared} bytes; only {free} are free "
+                                  f"on the disk of {path}.")
+        h = hashlib.sha256()
         try:
             with _atomic_file(path, f".{path.name}.") as fh:
                 n = 0
+                last = time.monotonic()
                 while True:
                     try:
-                        chunk = resp.read(1 << 20)
+                        chunk = resp.read1(1 << 20)
                     except (OSError, http.client.HTTPException) as err:
                         raise _Retryable(f"connection dropped after {n} bytes: {err}") from None
                     if not chunk:
                         break
-                    fh.write(chunk)
+                    now = time.monotonic()
+                    if now - last > timeout:
+                        raise RemoteReadError(f"{_redact(url)}: the transfer stalled for more "
+                                              f"than {timeout:g} s; gave up.")
+                    last = now
                     n += len(chunk)
-                if length is not None and n != int(length):
-                    raise _Retryable(f"connection dropped after {n} of {length} bytes")
+                    if n > cap:
+                        raise RemoteReadError(f"{_redact(url)} sent more than the {cap} bytes "
+                                              "allowed (declared or capped); refused.")
+                    fh.write(chunk)
+                    h.update(chunk)
+                if declared is not None and n != declared:
+                    raise _Retryable(f"connection dropped after {n} of {declared} bytes")
+                if want is not None and h.hexdigest() != want:
+                    raise RemoteReadError(f"{_redact(url)}: the downloaded bytes' SHA-256 "
+                                          f"{h.hexdigest()} is not the expected {want}; "
+                                          "nothing was kept.")
+                fh.flush()
+                os.fsync(fh.fileno())
         except BaseException:
             conn.close()
             raise
+        if want is not None:
+            _remember_verified(path, want)
 
     try:
         _with_retries(attempt, url, retries, "downloading")
     finally:
         conn.close()
     return path
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256")
+
+
+def _remember_verified(path: Path, digest: str) -> None:
+    st = path.stat()
+    with contextlib.suppress(OSError):
+        _marker(path).write_text(json.dumps({"sha256": digest, "size": st.st_size,
+                                             "mtime_ns": st.st_mtime_ns}))
+
+
+def verified_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, reusing a record of an earlier check while its size and mtime are
+    unchanged (so a large cached asset is hashed once)."""
+    path = Path(path)
+    st = path.stat()
+    try:
+        rec = json.loads(_marker(path).read_text())
+        if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+            return str(rec["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    _remember_verified(path, digest)
+    return digest
