@@ -145,6 +145,42 @@ def _apply_zscore(data: BinnedData, zscore: dict) -> BinnedData:
     return data.replace(values=(data.values - mean) / std, provenance=prov)
 
 
+# Peak memory: the growth of ru_maxrss over a 1-epoch fit (CPU, 1 thread, after imports)
+# against these estimates, for six settings (K 64-256, B 16, N 64-2048, C 8-512, T 200-800,
+# Gaussian and Poisson): the estimate was 0.67-1.51x the measured growth (2026-12-01, load
+# ~1). A fixed ~100 MiB (torch's own buffers) is included.
+_BASE_BYTES = 100 << 20
+
+
+def _fit_bytes(tcfg, mcfg, n_trials: int, n_time: int) -> int:
+    """Estimated peak bytes of training: the particle filter keeps ~50 + C/4 floats per
+    particle, sequence and time step for the backward pass, plus a few (K, B, max(N, C))
+    arrays per step and the parameters with Adam's moments."""
+    t = tcfg.window if tcfg.window is not None else n_time
+    b = tcfg.batch_size if tcfg.window is not None else min(tcfg.batch_size, n_trials)
+    k, n, c, r = tcfg.n_particles, mcfg.n_units, mcfg.n_channels, mcfg.rank
+    floats = (k * b * t * (50 + c / 4) + 6 * k * b * max(n, c)
+              + 12 * (n * r + c * r + n + c))
+    return int(4 * floats) + _BASE_BYTES
+
+
+def _sample_bytes(n_trials: int, n_time: int, n_channels: int, rank: int, n_units: int) -> int:
+    """Estimated peak bytes of ``sample``: outputs and latents in torch and NumPy, and the
+    per-step (trials, units) arrays."""
+    return int(4 * (2 * n_trials * n_time * (n_channels + rank) * 2
+                    + 4 * n_trials * max(n_units, n_channels))) + _BASE_BYTES
+
+
+def _check_memory(need: int, what: str, advice: str) -> None:
+    """MemoryError (one clear line) when ``need`` bytes exceed the memory available now."""
+    from .io._hdf5 import memory_available
+
+    avail = memory_available()
+    if avail is not None and need > avail:
+        raise MemoryError(f"{what} would need about {need / 2**30:.1f} GiB, more than the "
+                          f"{avail / 2**30:.1f} GiB of memory available; use {advice}.")
+
+
 def _digest(data: BinnedData | None, extra: Any = None) -> str | None:
     """sha256 of a dataset's values, inputs, bin size and kind (and ``extra``), for checkpoints."""
     import hashlib
@@ -542,6 +578,9 @@ class LowRankRNN:
         if tcfg.window is not None and tcfg.window > train_data.n_time:
             raise ValueError(f"window ({tcfg.window}) must be <= the number of time bins of the "
                              f"training data ({train_data.n_time}).")
+        _check_memory(_fit_bytes(tcfg, mcfg, train_data.n_trials, train_data.n_time),
+                      "fitting", "fewer n_particles, a smaller batch_size or window, or "
+                      "fewer n_units")
         if val_data is not None and val_data.nan_mask is not None:
             raise ValueError("validation data contain NaN values (e.g. BAD_ annotated "
                              "segments); the bound of a validation sequence needs complete "
@@ -1093,6 +1132,10 @@ class LowRankRNN:
             u = torch.as_tensor(arr, dtype=self._dtype(), device=self.device_)
         elif inputs is not None:
             raise ValueError("inputs were given but the model was fitted without inputs.")
+        mc = self.model_config_
+        _check_memory(_sample_bytes(n_trials, burn_in + n_time, mc.n_channels, mc.rank,
+                                    mc.n_units), "sampling", "fewer trials or time steps "
+                      "per call (sample in pieces)")
         gen = _generator(_seed_from(random_state), self.device_)
         try:
             with threads_for(n_trials * max(self.model_config_.n_units,

@@ -220,3 +220,25 @@ def test_generate_overwrite_never_replaces_a_recording(tmp_path, recording, caps
     gen = tmp_path / "gen.nwb"
     assert main(["generate", str(fit), "--out", str(gen)]) == 0
     assert main(["generate", str(fit), "--out", str(gen), "--overwrite"]) == 0  # its own file
+
+
+@pytest.mark.parametrize("kw", [dict(n_particles=10**6), dict(n_units=10**8)])
+def test_fits_that_cannot_fit_in_memory_are_refused_before_allocating(kw):
+    import numpy as np
+
+    y = np.random.default_rng(0).normal(size=(4, 50, 3))
+    with pytest.raises(MemoryError, match=r"fitting would need about .* GiB, more than"):
+        LowRankRNN(rank=2, max_epochs=1, verbose=False, **kw).fit(y)
+
+
+def test_a_sample_too_large_is_refused_and_the_cli_says_it_in_one_line(tmp_path, recording,
+                                                                       capsys):
+    fit = tmp_path / "fit.nwb"
+    assert main(["fit", str(recording), *FIT_ARGS, "--out", str(fit)]) == 0
+    capsys.readouterr()
+    with pytest.raises(MemoryError, match="sampling would need"):
+        read_fit(fit).sample(10**5, 10**5)
+    assert main(["generate", str(fit), "--out", str(tmp_path / "g.npy"), "--trials",
+                 "100000", "--time", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nwb-lrnn: error: sampling would need") and err.count("\n") == 1
