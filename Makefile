@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: install  ## lint + fast test suite (what CI runs)
-	$(BIN)/ruff check nwb_lrnn tests benchmarks
+	$(BIN)/ruff check nwb_lrnn tests benchmarks docs
 	$(BIN)/python -m pytest -q
 
 test-slow: install  ## long statistical tests only
@@ -27,7 +27,7 @@ demo: install  ## the main job: real EEG -> fit -> NWB results + report in ./nwb
 	$(BIN)/nwb-lrnn demo --out-dir nwb_lrnn_demo
 
 lint: install
-	$(BIN)/ruff check nwb_lrnn tests benchmarks
+	$(BIN)/ruff check nwb_lrnn tests benchmarks docs
 
 bench: install  ## speed and memory figures (by hand, not in CI)
 	$(BIN)/python benchmarks/bench_step.py
