@@ -22,6 +22,7 @@ AREAS = {
     "spike workflows", "test_sweep.py": "sweeps", "test_reliability.py": "reliability",
     "test_cli.py": "command line", "test_hostile_files.py": "hostile files",
     "test_hostile_servers.py": "hostile servers", "test_never_lose.py": "never lose data",
+    "test_sklearn.py": "scikit-learn",
 }
 CLI = [  # (file, test, what is wrong, what the user sees)
     ("test_cli.py", "test_cli_user_errors_are_one_line", "missing file, not an NWB file",

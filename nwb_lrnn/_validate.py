@@ -84,14 +84,20 @@ def check_array(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = N
     """
     if isinstance(value, str) or value is None:
         raise TypeError(f"{name} must be array-like, got {type(value).__name__} ({value!r}).")
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy.sparse
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a "
+                        "dense array (value.toarray()).")
     try:
         if hasattr(value, "detach"):  # torch tensor
             value = value.detach().cpu().numpy()
         arr = np.asarray(value)
     except Exception as err:  # pragma: no cover - numpy raises many types here
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}.") from err
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or arr.dtype == np.bool_):
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} holds complex numbers: Complex data not supported.")
+    if arr.dtype == object:  # numbers stored as objects convert; anything else is a TypeError
+        arr = arr.astype(np.float64)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name} must hold numbers, got an array of dtype {arr.dtype}.")
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
@@ -99,7 +105,10 @@ def check_array(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = N
         ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in ndims:
             want = " or ".join(str(n) for n in ndims)
-            raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}.")
+            hint = (" Reshape your data: one channel's time series is x[:, None], one "
+                    "trial of several channels is (time, channels)." if arr.ndim == 1 else "")
+            raise ValueError(f"{name} must have {want} dimension(s), got shape "
+                             f"{arr.shape}.{hint}")
     if shape is not None:
         if arr.ndim != len(shape) or any(s is not None and s != a
                                          for s, a in zip(shape, arr.shape, strict=True)):

@@ -263,14 +263,18 @@ class BinnedData:
         arr = check_array("values", values, allow_nan=True, dtype=None)
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise TypeError(f"values must be real, got an array of dtype {arr.dtype}.")
+        given = arr.shape
         if arr.ndim == 2:
             arr = arr[np.newaxis]
         elif arr.ndim != 3:
             raise ValueError("values must be a 3-D array (trials, time, channels) or a 2-D "
                              f"array (time, channels), got shape {arr.shape}.")
         if 0 in arr.shape:
-            raise ValueError("values must have at least one trial, one time bin and one "
-                             f"channel, got shape {arr.shape}.")
+            # the counts in scikit-learn's wording too ("0 feature(s) ... minimum of 1")
+            unit = "feature" if arr.shape[-1] == 0 else "sample"
+            raise ValueError(f"values must have at least one trial, one time bin and one "
+                             f"channel: 0 {unit}(s) (shape={given}) while a minimum of 1 is "
+                             "required.")
         if arr.dtype != np.float32 and arr.size and np.issubdtype(arr.dtype, np.number):
             big = np.abs(arr[np.isfinite(arr)]) > np.finfo(np.float32).max
             if big.any():

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 
 from ._threads import threads_for
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
@@ -30,8 +32,9 @@ __all__ = ["LowRankRNN", "NotFittedError"]
 logger = logging.getLogger(__name__)
 
 
-class NotFittedError(ValueError, AttributeError):
-    """The estimator is used before ``fit`` (or ``from_parameters``)."""
+class NotFittedError(_SklearnNotFitted):
+    """The estimator is used before ``fit`` (or ``from_parameters``); scikit-learn's
+    ``NotFittedError`` (a ValueError and AttributeError), so its handlers catch it."""
 
 
 _DIVERGED = ("the generated latents diverged (|z| became infinite {where} of {n}): the model's "
@@ -211,7 +214,7 @@ def _fingerprint(train_data, val_data, pool, seed, mcfg, prop_name, params) -> d
             "settings": settings}
 
 
-class LowRankRNN:
+class LowRankRNN(TransformerMixin, BaseEstimator):
     """Stochastic low-rank RNN fitted with variational sequential Monte Carlo.
 
     The model (Pals et al., NeurIPS 2024) has R-dimensional latents z_t,
@@ -359,24 +362,21 @@ class LowRankRNN:
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn protocol
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self"]
+    # get_params, set_params, clone and fit_transform come from BaseEstimator and
+    # TransformerMixin. A sample is a trial: X is (trials, time, channels) and scikit-learn's
+    # splitters (cross_val_score, GridSearchCV) split along trials.
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._is_fitted()
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments as a dict (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> LowRankRNN:
-        """Set constructor arguments (scikit-learn protocol); returns self."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"Invalid parameter {key!r} for LowRankRNN. "
-                                 f"Valid parameters are: {', '.join(valid)}.")
-            setattr(self, key, value)
-        return self
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True  # one trial (time, channels)
+        tags.input_tags.three_d_array = True  # (trials, time, channels)
+        # NaN bins (BAD_ segments) are allowed only with window=..., so not in general
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []
+        tags.non_deterministic = self.random_state is None
+        return tags
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in
@@ -476,7 +476,8 @@ class LowRankRNN:
                 # the fit's z-scoring, not the new recording's own
                 return _apply_zscore(from_mne(data, zscore=False, **kw), zs)
             return from_mne(data, **kw)
-        if isinstance(data, (np.ndarray, torch.Tensor, list)):
+        if isinstance(data, (np.ndarray, torch.Tensor, list)) or hasattr(data, "__array__") \
+                or (hasattr(data, "toarray") and hasattr(data, "nnz")):
             arr = check_array(name, data, ndim=(2, 3))
             if self._is_fitted():
                 kind = self.kind_
@@ -487,8 +488,11 @@ class LowRankRNN:
 
     def _check_compatible(self, data: BinnedData, name: str = "data") -> None:
         if data.n_channels != self.model_config_.n_channels:
+            # the second sentence in scikit-learn's own words, for code that looks for it
             raise ValueError(f"{name} has {data.n_channels} channels but the model was fitted "
-                             f"on {self.model_config_.n_channels}.")
+                             f"on {self.model_config_.n_channels}: X has {data.n_channels} "
+                             f"features, but LowRankRNN is expecting "
+                             f"{self.model_config_.n_channels} features as input.")
         if data.n_inputs != self.model_config_.n_inputs:
             raise ValueError(f"{name} has {data.n_inputs} inputs but the model expects "
                              f"{self.model_config_.n_inputs}.")
@@ -500,7 +504,7 @@ class LowRankRNN:
                              "data (drop or interpolate the bad segments first).")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, data: BinnedData | np.ndarray, *, picks: Any = None,
+    def fit(self, data: BinnedData | np.ndarray, y: None = None, *, picks: Any = None,
             validation_data: BinnedData | None = None,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
             resume: bool = False, verbose: bool | None = None) -> LowRankRNN:
@@ -514,6 +518,9 @@ class LowRankRNN:
             read with :func:`nwb_lrnn.io.from_mne` (z-scored per channel; samples inside
             ``BAD_`` annotations become NaN). NaN bins are allowed only with ``window``:
             training windows that overlap them are skipped.
+        y : None
+            Ignored (unsupervised); there for scikit-learn's pipelines and model selection,
+            which split ``data`` along its first axis (trials).
         picks : str | list | slice | None
             MNE input only: the channels, with MNE's meaning (default: EEG channels).
         validation_data : BinnedData, optional
@@ -626,6 +633,7 @@ class LowRankRNN:
         self.kind_ = data.kind
         self.bin_size_ = float(data.bin_size)
         self.channel_names_ = list(data.channel_names)
+        self.n_features_in_ = int(data.n_channels)
         self.random_seed_ = seed
         self.device_ = device
         self.info_ = self._picked_info(source, self.channel_names_)
@@ -994,7 +1002,7 @@ class LowRankRNN:
         return raw
 
     @torch.no_grad()
-    def score(self, data: BinnedData | np.ndarray, *, picks: Any = None,
+    def score(self, data: BinnedData | np.ndarray, y: None = None, *, picks: Any = None,
               n_particles: int | None = None, random_state: Any = None,
               verbose: Any = None) -> float:
         """The SMC bound log p̂(y) per time step, averaged over trials (higher is better).
@@ -1002,6 +1010,9 @@ class LowRankRNN:
         Parameters
         ----------
         data : BinnedData | ndarray, shape (trials, time, channels) | mne.io.Raw | mne.Epochs
+        y : None
+            Ignored (scikit-learn's ``score(X, y)``): ``cross_val_score`` and
+            ``GridSearchCV`` rank fits by this held-out bound.
         picks : str | list | slice | None
             MNE input only: the channels (default: those of the fit).
         n_particles : int, optional
@@ -1442,6 +1453,7 @@ class LowRankRNN:
         est.kind_ = "continuous" if obs == "gaussian" else "counts"
         est.bin_size_ = float(bin_size)
         est.channel_names_ = [f"ch{i}" for i in range(n_ch)]
+        est.n_features_in_ = int(n_ch)
         est.random_seed_ = _seed_from(random_state)
         est.device_ = dev
         est.history_ = TrainHistory()
@@ -1539,6 +1551,7 @@ def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
     est.kind_ = kind
     est.bin_size_ = float(meta["bin_size"])
     est.channel_names_ = list(meta["channel_names"])
+    est.n_features_in_ = len(est.channel_names_)
     est.random_seed_ = int(meta["random_seed"])
     est.device_ = dev
     hist = TrainHistory()

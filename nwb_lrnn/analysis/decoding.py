@@ -39,7 +39,7 @@ def _import_sklearn():
         from sklearn.linear_model import Ridge, RidgeCV
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("decoding needs scikit-learn: pip install scikit-learn "
-                          "(or pip install 'nwb_lrnn[test]').") from err
+                          "(a dependency of nwb_lrnn: reinstall it).") from err
     return Ridge, RidgeCV
 
 
