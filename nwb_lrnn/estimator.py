@@ -522,7 +522,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             Ignored (unsupervised); there for scikit-learn's pipelines and model selection,
             which split ``data`` along its first axis (trials).
         picks : str | list | slice | None
-            MNE input only: the channels, with MNE's meaning (default: EEG channels).
+            MNE input only: the channels, with MNE's meaning (default: the data channels —
+            MEG, EEG, sEEG, ECoG, DBS, fNIRS, CSD — without bad channels).
         validation_data : BinnedData, optional
             Held-out sequences whose bound is tracked per epoch (overrides
             ``validation_fraction``).
@@ -966,16 +967,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _latents_epochs(latents: np.ndarray, data: BinnedData) -> Any:
-        """(trials, time, rank) latents as an mne EpochsArray of 'misc' channels."""
-        mne, info = LowRankRNN._latent_info(latents.shape[2], data)
-        sfreq = info["sfreq"]
-        starts = np.asarray(data.start_times, dtype=float)
-        events = np.column_stack([np.round(starts * sfreq).astype(int),
-                                  np.zeros(len(starts), int),
-                                  np.asarray(data.trials.get("event_code",
-                                                             np.ones(len(starts))), int)])
-        return mne.EpochsArray(np.transpose(latents, (0, 2, 1)).astype(np.float64), info,
-                               events=events, tmin=0.0, verbose=False)
+        """(trials, time, rank) latents as an mne EpochsArray of 'misc' channels, with the
+        events, ``tmin``, ``event_id`` and metadata of the Epochs the data came from."""
+        from .io.mne import epochs_like
+
+        _, info = LowRankRNN._latent_info(latents.shape[2], data)
+        return epochs_like(data, latents, info)  # the same events, tmin, event_id, metadata
 
     @staticmethod
     def _latent_info(rank: int, data: BinnedData) -> tuple[Any, Any]:

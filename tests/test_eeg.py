@@ -134,7 +134,7 @@ def test_sample_raw_without_mne_fit():
 
 
 def test_picks_select_nothing_through_fit(raw):
-    with pytest.raises(ValueError, match="no EEG channel left after picks"):
+    with pytest.raises(ValueError, match="no channel left after picks"):
         _tiny().fit(raw, picks="mag")
 
 
@@ -231,3 +231,46 @@ def test_transform_epochs_gives_epochs_array(fitted, short):
     assert ep.ch_names == ["latent_0", "latent_1"] and ep.info["sfreq"] == epochs.info["sfreq"]
     np.testing.assert_allclose(ep.get_data(), np.transpose(lat, (0, 2, 1)), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_epochs_in_give_epochs_out_with_events_tmin_event_id_and_metadata(fitted, short):
+    """transform(epochs, return_raw=True) keeps what MNE users select and plot by."""
+    import pandas as pd
+
+    from nwb_lrnn.conditions import condition_inputs
+    from nwb_lrnn.io import from_mne
+
+    sf = short.info["sfreq"]
+    onsets = np.arange(1, 9) * int(sf / 2)  # every 0.5 s in the 5-s recording
+    events = np.column_stack([onsets, np.zeros(8, int), np.tile([1, 2], 4)])
+    meta = pd.DataFrame({"rt": np.linspace(0.3, 1.0, 8), "hand": ["left", "right"] * 4})
+    epochs = mne.Epochs(short, events, event_id={"left": 1, "right": 2}, tmin=-0.2,
+                        tmax=0.4, baseline=None, metadata=meta, preload=True,
+                        verbose="error")
+    ep = fitted.transform(epochs, return_raw=True)
+    assert ep.tmin == pytest.approx(epochs.tmin)
+    assert ep.event_id == epochs.event_id
+    np.testing.assert_array_equal(ep.events, epochs.events)
+    pd.testing.assert_frame_equal(ep.metadata.reset_index(drop=True),
+                                  epochs.metadata.reset_index(drop=True), check_dtype=False)
+    assert len(ep["left"]) == 4 and len(ep["rt > 0.5"]) == len(epochs["rt > 0.5"])
+    # event names become condition inputs by name
+    data = from_mne(epochs, verbose="error")
+    assert list(data.trials["event"][:2]) == ["left", "right"]
+    cued = condition_inputs(data, "event", kind="onehot", onset=0, duration=5)
+    assert cued.inputs.shape == (8, data.n_time, 2)
+
+
+def test_picks_none_means_the_data_channels(short):
+    """An MEG-only-like recording (here EEG plus a stimulus and a misc channel): picks=None
+    takes the data channels, never stim or misc."""
+    from nwb_lrnn.io import from_mne
+
+    raw = short.copy().pick(short.ch_names[:3])
+    info = mne.create_info(["STI", "MISC"], raw.info["sfreq"], ["stim", "misc"])
+    extra = mne.io.RawArray(np.random.default_rng(0).normal(size=(2, raw.n_times)), info,
+                            verbose="error")
+    raw.add_channels([extra], force_update_info=True)
+    assert from_mne(raw, verbose="error").channel_names == raw.ch_names[:3]
+    assert from_mne(raw, picks="misc", verbose="error").channel_names == ["MISC"]
+    assert from_mne(raw, picks="all", verbose="error").n_channels == 5

@@ -57,7 +57,7 @@ def test_from_mne_raw_shape_names_zscore(raw):
     assert prov["source"] == "mne"
     assert prov["filename"].endswith("S001R01.edf")
     assert prov["sfreq"] == SFREQ
-    assert prov["picks"] == "eeg"
+    assert prov["picks"] == "data"  # picks=None: the data channels, as in MNE
     assert prov["meas_date"].startswith("2009-08-12")
     assert len(prov["zscore"]["mean"]) == N_CH and len(prov["zscore"]["std"]) == N_CH
     np.testing.assert_allclose(prov["zscore"]["std"], before.std(axis=1), rtol=1e-10)
@@ -81,7 +81,7 @@ def test_from_mne_not_mne():
 
 
 def test_from_mne_picks_nothing(raw):
-    with pytest.raises(ValueError, match=r"no EEG channel left after picks='meg'"):
+    with pytest.raises(ValueError, match=r"no channel left after picks='meg'"):
         from_mne(raw, picks="meg", verbose="error")
     raw.info["bads"] = ["Cz.."]
     with pytest.raises(ValueError, match=r"bads excluded: \['Cz..'\]"):

@@ -134,14 +134,51 @@ def _filename(inst: Any) -> str | None:
     return None if fname is None else str(fname)
 
 
-def _picks_to_idx(mne: Any, info: Any, picks: Any, exclude: list[str]) -> np.ndarray:
-    """Channel indices for ``picks`` (MNE's own rules), never raising on an empty result."""
-    try:
-        from mne._fiff.pick import _picks_to_idx
-    except ImportError:  # pragma: no cover - MNE < 1.6
-        from mne.io.pick import _picks_to_idx
-    return np.asarray(_picks_to_idx(info, picks, none="all", exclude=exclude,
-                                    allow_empty=True), dtype=int)
+def _pick_indices(mne: Any, info: Any, picks: Any, exclude: list[str]) -> np.ndarray:
+    """Channel indices for ``picks`` with MNE's meaning, through MNE's public API only.
+
+    None or ``"data"``: the data channels (MEG, EEG, sEEG, ECoG, DBS, fNIRS, CSD; MNE's
+    ``pick_types``); ``"all"``: every channel; a channel type (``"eeg"``, ``"mag"``,
+    ``"meg"``, ...) or a list of types; a list of channel names; integer indices or a slice.
+    An empty result is returned empty (the caller names what was asked for).
+    """
+    names = list(info.ch_names)
+    types = info.get_channel_types()
+    n = len(names)
+    if picks is None or (isinstance(picks, str) and picks == "data"):
+        idx = mne.pick_types(info, meg=True, eeg=True, seeg=True, ecog=True, dbs=True,
+                             fnirs=True, csd=True, exclude=[])
+    elif isinstance(picks, str) and picks == "all":
+        idx = np.arange(n)
+    elif isinstance(picks, slice):
+        idx = np.arange(n)[picks]
+    else:
+        items = [picks] if isinstance(picks, str) else list(np.atleast_1d(np.asarray(
+            picks, dtype=object)))
+        if all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in items):
+            bad = [int(p) for p in items if not -n <= int(p) < n]
+            if bad:
+                raise ValueError(f"picks {bad} are out of range for {n} channels.")
+            idx = np.asarray([int(p) % n for p in items], dtype=int)
+        elif all(isinstance(p, str) for p in items):
+            known_types = set(types) | set(mne.io.get_channel_type_constants()) | {"meg"}
+            if all(p in known_types and p not in names for p in items):
+                wanted = set()
+                for p in items:
+                    wanted |= {"mag", "grad"} if p == "meg" else {p}
+                idx = np.asarray([i for i, t in enumerate(types) if t in wanted], dtype=int)
+            else:
+                missing = [p for p in items if p not in names]
+                if missing:
+                    raise ValueError(f"picks name channel(s) {missing[:5]} that the recording "
+                                     f"does not have (it has {n}: {names[:5]}...; channel "
+                                     f"types {sorted(set(types))}).")
+                idx = np.asarray([names.index(p) for p in items], dtype=int)
+        else:
+            raise TypeError(f"picks must be None, 'data', 'all', a channel type, channel "
+                            f"names, indices or a slice; got {picks!r}.")
+    idx = np.asarray(idx, dtype=int)
+    return idx[[names[i] not in exclude for i in idx]] if idx.size else idx
 
 
 def _log_level(mne: Any, verbose: Any) -> Any:
@@ -168,7 +205,7 @@ def _picks_repr(picks: Any) -> Any:
 def from_mne(
     inst: mne.io.BaseRaw | mne.BaseEpochs,
     *,
-    picks: Any = "eeg",
+    picks: Any = None,
     zscore: bool = True,
     exclude_bads: bool = True,
     reject_by_annotation: bool = True,
@@ -184,8 +221,10 @@ def from_mne(
         The recording. A Raw gives one trial of shape (n_times, n_channels); Epochs give one
         trial per epoch (epochs dropped by MNE are not included).
     picks : str | list | slice | None
-        Channels to include, with MNE's usual meaning (channel type such as ``"eeg"``, list of
-        names or indices, ``"data"``, ``None`` for all). Default ``"eeg"``.
+        Channels to include, with MNE's meaning: None (default) or ``"data"`` for the data
+        channels (MEG, EEG, sEEG, ECoG, DBS, fNIRS, CSD; no stimulus, EOG, ECG or misc
+        channels), ``"all"``, a channel type such as ``"eeg"`` or ``"meg"``, a list of names
+        or indices, or a slice.
     zscore : bool
         If True (default), z-score each channel over the whole recording (all epochs and
         times, ignoring annotated bad segments); the means and standard deviations (in the
@@ -248,11 +287,11 @@ def _from_mne(mne: Any, inst: Any, is_raw: bool, picks: Any, zscore: bool, exclu
     info = inst.info
     what = _describe(inst)
     bads = [b for b in info["bads"] if b in info.ch_names] if exclude_bads else []
-    idx = _picks_to_idx(mne, info, picks, exclude=bads)
+    idx = _pick_indices(mne, info, picks, exclude=bads)
     # MNE keeps bad channels that are named explicitly in picks; here exclude_bads wins
     idx = np.array([i for i in idx if info.ch_names[i] not in bads], dtype=int)
     if idx.size == 0:
-        raise ValueError(f"{what}: no EEG channel left after picks={picks!r} (bads excluded: "
+        raise ValueError(f"{what}: no channel left after picks={picks!r} (bads excluded: "
                          f"{bads if bads else 'none'}); the recording has channel types "
                          f"{sorted(set(inst.get_channel_types()))}.")
     ch_names = [info.ch_names[i] for i in idx]
@@ -274,7 +313,7 @@ def _from_mne(mne: Any, inst: Any, is_raw: bool, picks: Any, zscore: bool, exclu
         bad_mask = np.zeros(arr.shape[-1], dtype=bool)
         events = np.asarray(inst.events)
         start_times = events[:, 0] / sfreq + float(inst.tmin)
-        trials = {"event_code": events[:, 2].astype(np.int64)}
+        trials, epochs_info = _epochs_trials(inst, events)
     if arr.shape[0] == 0:
         raise ValueError(f"{what}: there is no epoch left (all were dropped).")
 
@@ -326,18 +365,76 @@ def _from_mne(mne: Any, inst: Any, is_raw: bool, picks: Any, zscore: bool, exclu
         "sfreq": sfreq,
         "highpass": float(info["highpass"]),
         "lowpass": float(info["lowpass"]),
-        "picks": _picks_repr(picks),
+        "picks": "data" if picks is None else _picks_repr(picks),
         "bads_excluded": bads,
         "meas_date": _meas_date(info),
         "n_bad_samples": n_bad,
         "zscore": {"mean": mean.tolist(), "std": std.tolist()} if zscore else None,
     }
+    if not is_raw:
+        provenance["epochs"] = epochs_info
     logger.info("Read %s: %d trial(s) x %d samples x %d channels at %g Hz%s.", what,
                 values.shape[0], values.shape[1], values.shape[2], sfreq,
                 f", {n_bad} sample(s) in BAD_ annotations set to NaN" if n_bad else "")
     return BinnedData(values, 1.0 / sfreq, "continuous", channel_names=ch_names,
                       channel_locations=locations, start_times=start_times, trials=trials,
                       provenance=provenance, nan_policy="allow" if n_bad else "raise")
+
+
+def _epochs_trials(inst: Any, events: np.ndarray) -> tuple[dict, dict]:
+    """The trials table of Epochs (event code, name, sample, and the metadata's columns) and
+    what rebuilds the same Epochs later (tmin, event_id, the metadata's column names)."""
+    codes = events[:, 2].astype(np.int64)
+    event_id = {str(k): int(v) for k, v in (inst.event_id or {}).items()}
+    name_of = {v: k for k, v in event_id.items()}
+    trials: dict[str, np.ndarray] = {
+        "event_code": codes,
+        "event": np.asarray([name_of.get(int(c), str(int(c))) for c in codes], dtype=object),
+        "event_sample": events[:, 0].astype(np.int64),
+        "event_prev": events[:, 1].astype(np.int64)}
+    columns = []
+    meta = getattr(inst, "metadata", None)
+    if meta is not None:
+        for col in meta.columns:
+            vals = np.asarray(meta[col].to_numpy())
+            if vals.dtype.kind in "biuf" or (vals.dtype.kind in "OUS" and all(
+                    isinstance(v, str) for v in vals)):
+                trials[f"metadata.{col}"] = vals if vals.dtype.kind != "U" else vals.astype(
+                    object)
+                columns.append(str(col))
+            else:
+                logger.info("Epochs metadata column %r (mixed types) is not carried over", col)
+    return trials, {"tmin": float(inst.tmin), "event_id": event_id,
+                    "metadata_columns": columns}
+
+
+def epochs_like(data: Any, values: np.ndarray, info: Any) -> Any:
+    """An ``mne.EpochsArray`` of ``values`` (trials, time, channels) carrying the events,
+    ``tmin``, ``event_id`` and metadata that ``data`` (read from Epochs by :func:`from_mne`)
+    came with; plain trials get events at their start times, ``tmin=0``."""
+    mne = _import_mne()
+    sfreq = float(info["sfreq"])
+    trials = data.trials or {}
+    ep = data.provenance.get("epochs") if isinstance(data.provenance, dict) else None
+    arr = np.transpose(np.asarray(values, dtype=np.float64), (0, 2, 1))
+    if isinstance(ep, dict) and "event_sample" in trials:
+        events = np.column_stack([np.asarray(trials["event_sample"], int),
+                                  np.asarray(trials["event_prev"], int),
+                                  np.asarray(trials["event_code"], int)])
+        metadata = None
+        cols = [c for c in ep.get("metadata_columns", []) if f"metadata.{c}" in trials]
+        if cols:
+            import pandas as pd
+
+            metadata = pd.DataFrame({c: trials[f"metadata.{c}"] for c in cols})
+        event_id = {k: v for k, v in ep.get("event_id", {}).items()
+                    if v in set(events[:, 2].tolist())} or None
+        return mne.EpochsArray(arr, info, events=events, tmin=float(ep["tmin"]),
+                               event_id=event_id, metadata=metadata, verbose=False)
+    starts = np.asarray(data.start_times, dtype=float)
+    events = np.column_stack([np.round(starts * sfreq).astype(int), np.zeros(len(starts), int),
+                              np.asarray(trials.get("event_code", np.ones(len(starts))), int)])
+    return mne.EpochsArray(arr, info, events=events, tmin=0.0, verbose=False)
 
 
 def _annotated_bad(raw: Any, n_times: int) -> np.ndarray:
