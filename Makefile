@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install test test-slow demo lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml extensions/ndx-lrnn/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pinned: an unpinned torch pulls a multi-GB CUDA build; the package itself needs torch>=2.2
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# the NWB extension is its own package; nwb_lrnn depends on it
+	$(BIN)/python -m pip install --quiet ./extensions/ndx-lrnn
 	$(BIN)/python -m pip install --quiet -e ".[test,ray,edf]"
 	touch $(STAMP)
 

@@ -206,11 +206,20 @@ def test_read_fit_errors(gauss_fit, tmp_path):
 
 
 def test_committed_spec_matches_the_generator(tmp_path):
-    """The YAML shipped in the package is what extensions/ndx-lrnn's script generates."""
-    root = Path(__file__).resolve().parents[1]
-    script = root / "extensions" / "ndx-lrnn" / "create_extension_spec.py"
+    """The committed spec (and the one the installed ndx_lrnn loads) is what the extension's
+    generator writes, and the package's version is the spec's."""
+    import ndx_lrnn
+
+    root = Path(__file__).resolve().parents[1] / "extensions" / "ndx-lrnn"
+    script = root / "src" / "spec" / "create_extension_spec.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True,
                    capture_output=True)
+    installed = Path(ndx_lrnn.NAMESPACE_PATH).parent
     for name in ("ndx-lrnn.namespace.yaml", "ndx-lrnn.extensions.yaml"):
-        assert (tmp_path / name).read_text() == \
-            (root / "nwb_lrnn" / "extensions" / name).read_text(), name
+        generated = (tmp_path / name).read_text()
+        assert generated == (root / "spec" / name).read_text(), name
+        assert generated == (installed / name).read_text(), f"installed {name} is stale"
+    version = next(line.split("=", 1)[1].split("#")[0].strip().strip('"')
+                   for line in (root / "pyproject.toml").read_text().splitlines()
+                   if line.startswith("version"))
+    assert version == ndx_lrnn.__version__

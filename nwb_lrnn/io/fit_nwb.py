@@ -1,8 +1,9 @@
 """Write a fitted model to NWB through the ndx-lrnn extension, and read it back.
 
-The extension's schema ships in the package (``nwb_lrnn/extensions``) and is cached into every
-file written, so a written file opens with plain pynwb where nwb_lrnn is not installed. No
-pickle anywhere: parameters are NWB datasets, settings are JSON attributes.
+The extension is its own package, ``ndx-lrnn`` (``extensions/ndx-lrnn``); its schema is cached
+into every file written, so a written file opens with plain pynwb (or with ``ndx_lrnn``'s
+classes) where nwb_lrnn is not installed. No pickle anywhere: parameters are NWB datasets,
+settings are JSON attributes.
 
 Writes are atomic: a new file is written next to the target under a temporary name and moved
 into place; ``mode="append"`` copies the existing file, adds the processing module to the copy
@@ -23,7 +24,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +46,15 @@ class FitFileError(ValueError):
     """An NWB file does not hold a usable nwb_lrnn fit (the message says what is wrong)."""
 
 
-_LOADED = False
-
-
 def load_extension() -> None:
-    """Load the ndx-lrnn namespace into pynwb (idempotent)."""
-    global _LOADED
-    if _LOADED:
-        return
-    from pynwb import available_namespaces, load_namespaces
-
-    if NAMESPACE not in available_namespaces():
-        path = resources.files("nwb_lrnn") / "extensions" / f"{NAMESPACE}.namespace.yaml"
-        load_namespaces(str(path))
-    _LOADED = True
+    """Load the ndx-lrnn namespace into pynwb (``import ndx_lrnn`` does it; idempotent)."""
+    import ndx_lrnn  # noqa: F401
 
 
 def _cls(name: str):
-    from pynwb import get_class
+    import ndx_lrnn
 
-    load_extension()
-    return get_class(name, NAMESPACE)
+    return getattr(ndx_lrnn, name)
 
 
 def _concat_trials(values: np.ndarray, start_times: np.ndarray, bin_size: float):

@@ -1,9 +1,10 @@
 """Generate the ndx-lrnn NWB extension spec (the one place the schema is written).
 
-Run:  python extensions/ndx-lrnn/create_extension_spec.py
-It writes ndx-lrnn.namespace.yaml and ndx-lrnn.extensions.yaml into nwb_lrnn/extensions/
-(shipped in the wheel, loaded with pynwb.load_namespaces, cached into every file written).
-A test checks that the committed YAML equals what this script generates.
+Run from extensions/ndx-lrnn:  python src/spec/create_extension_spec.py
+It writes spec/ndx-lrnn.namespace.yaml and spec/ndx-lrnn.extensions.yaml (packaged into the
+ndx_lrnn wheel, loaded by ``import ndx_lrnn``, cached into every file written). VERSION is the
+package's version too (``ndx_lrnn.__version__`` is read from the namespace). A test checks that
+the committed YAML equals what this script generates.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pynwb.spec import (
 
 NAME = "ndx-lrnn"
 VERSION = "0.1.0"
-OUT = Path(__file__).resolve().parents[2] / "nwb_lrnn" / "extensions"
+OUT = Path(__file__).resolve().parents[2] / "spec"
 
 
 def _attr(name, doc, dtype="text", required=True, **kw):
