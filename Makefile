@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml extensions/ndx-lrnn/pyproject.toml
 install: $(STAMP)
 
 test: install  ## lint + fast test suite (what CI runs)
-	$(BIN)/ruff check nwb_lrnn tests benchmarks docs
+	$(BIN)/ruff check nwb_lrnn tests benchmarks docs extensions
 	$(BIN)/python -m pytest -q
 
 test-slow: install  ## long statistical tests only
@@ -29,7 +29,7 @@ demo: install  ## the main job: real EEG -> fit -> NWB results + report in ./nwb
 	$(BIN)/nwb-lrnn demo --out-dir nwb_lrnn_demo
 
 lint: install
-	$(BIN)/ruff check nwb_lrnn tests benchmarks docs
+	$(BIN)/ruff check nwb_lrnn tests benchmarks docs extensions
 
 bench: install  ## speed and memory figures (by hand, not in CI)
 	$(BIN)/python benchmarks/bench_step.py

@@ -55,5 +55,12 @@ GeneratedData = get_class("GeneratedData", NAMESPACE)
 FixedPointTable = get_class("FixedPointTable", NAMESPACE)
 FitMetrics = get_class("FitMetrics", NAMESPACE)
 
-__all__ = ["FitMetrics", "FixedPointTable", "GeneratedData", "LowRankRNNModel", "NAMESPACE",
-           "PosteriorLatents", "__version__"]
+__all__ = [
+    "NAMESPACE",
+    "FitMetrics",
+    "FixedPointTable",
+    "GeneratedData",
+    "LowRankRNNModel",
+    "PosteriorLatents",
+    "__version__",
+]

@@ -2,12 +2,9 @@
 
 from datetime import datetime, timezone
 
+import ndx_lrnn
 import numpy as np
 import pytest
-from pynwb import NWBHDF5IO, NWBFile
-from pynwb.file import Subject
-
-import ndx_lrnn
 from ndx_lrnn.testing import (
     mock_FitMetrics,
     mock_FixedPointTable,
@@ -15,6 +12,8 @@ from ndx_lrnn.testing import (
     mock_LowRankRNNModel,
     mock_PosteriorLatents,
 )
+from pynwb import NWBHDF5IO, NWBFile
+from pynwb.file import Subject
 
 
 def _nwbfile():
