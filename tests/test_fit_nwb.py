@@ -223,3 +223,24 @@ def test_committed_spec_matches_the_generator(tmp_path):
                    for line in (root / "pyproject.toml").read_text().splitlines()
                    if line.startswith("version"))
     assert version == ndx_lrnn.__version__
+
+
+def test_a_fit_appended_to_its_recording_links_the_units_it_observes(tmp_path):
+    """The model's channels are rows of the recording's Units table (a DynamicTableRegion)."""
+    from pynwb import NWBHDF5IO
+
+    target = tmp_path / "session.nwb"
+    shutil.copy(PYNAPPLE, target)
+    data = read_nwb(target, bin_size=0.1, time_range=(0.0, 60.0), units=[206, 6]).windows(100)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=1, n_particles=4, verbose=False,
+                     random_state=0).fit(data)
+    write_nwb(est, target, data=data, mode="append")
+    with NWBHDF5IO(str(target), "r", load_namespaces=True) as io:
+        nwb = io.read()
+        region = nwb.processing["lrnn"]["model"].channels
+        assert region.table is nwb.units
+        assert [int(nwb.units.id[i]) for i in region.data[:]] == [206, 6]
+    # a results file of its own has no such link (another file's rows cannot be referenced)
+    other = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    with NWBHDF5IO(str(other), "r", load_namespaces=True) as io:
+        assert io.read().processing["lrnn"]["model"].channels is None

@@ -265,7 +265,11 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
                                                      session_description, description),
                       copy=False, exclusive=not overwrite, shown=path, need=need)
     else:
-        _atomic_write(target, lambda tmp: _append(tmp, objects, module_name, description),
+        data_b = estimator._as_data(data) if data is not None else None
+        linked = data_b if data_b is not None and any(
+            _same_file(src, target) for src in _local_sources(prov)) else None
+        _atomic_write(target, lambda tmp: _append(tmp, objects, module_name, description,
+                                                  linked),
                       copy=True, shown=path, need=need)
     return path
 
@@ -884,7 +888,7 @@ def _write_new(tmp: Path, objects, module_name, prov, subject, session_descripti
         io.write(nwb, cache_spec=True)
 
 
-def _append(tmp: Path, objects, module_name, description):
+def _append(tmp: Path, objects, module_name, description, data=None):
     from pynwb import NWBHDF5IO
 
     load_extension()
@@ -893,10 +897,48 @@ def _append(tmp: Path, objects, module_name, description):
         if module_name in nwb.processing:
             raise FileExistsError(f"the file already has a processing module "
                                   f"{module_name!r}; pass another module_name.")
+        _link_channels(nwb, objects, data)
         mod = nwb.create_processing_module(name=module_name, description=description)
         for obj in objects:
             mod.add(obj)
         io.write(nwb, cache_spec=True)
+
+
+def _link_channels(nwb, objects, data) -> None:
+    """Point the model's ``channels`` at the rows of this file's Units (spike data read from
+    it) or electrodes table (continuous data whose channel names are its electrodes'
+    labels or locations), when every channel is found there. ``data`` is given only when it
+    was read from this very file."""
+    if data is None:
+        return
+    from hdmf.common import DynamicTableRegion
+
+    model = next((o for o in objects if type(o).__name__ == "LowRankRNNModel"), None)
+    if model is None:
+        return
+    table, rows = None, None
+    ids = getattr(data, "channel_ids", None)
+    if data.kind == "counts" and nwb.units is not None and ids is not None:
+        index = {int(v): i for i, v in enumerate(nwb.units.id[:])}
+        try:
+            rows = [index[int(v)] for v in ids]
+            table = nwb.units
+        except (KeyError, TypeError, ValueError):
+            rows = None
+    elif data.kind != "counts" and nwb.electrodes is not None:
+        for col in ("label", "location"):
+            if col in nwb.electrodes.colnames:
+                names = [str(v) for v in nwb.electrodes[col][:]]
+                if all(n in names for n in data.channel_names):
+                    rows, table = [names.index(n) for n in data.channel_names], nwb.electrodes
+                    break
+    if table is None or rows is None:
+        logger.info("the fit's channels are not rows of this file's Units/electrodes table: "
+                    "no channels link written")
+        return
+    model.channels = DynamicTableRegion(
+        name="channels", data=rows, table=table,
+        description=f"The rows of {table.name} that the model's channels are, in order.")
 
 
 # ------------------------------------------------------------------------------- read

@@ -21,7 +21,7 @@ from pynwb.spec import (
 )
 
 NAME = "ndx-lrnn"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 OUT = Path(__file__).resolve().parents[2] / "spec"
 
 
@@ -102,6 +102,13 @@ def build_types() -> list:
                 "'proposal.' + parameter name).", ["n_tensors"], dtype="text"),
             _ds("state_shapes", "Shape of each tensor in state_values, as JSON lists.",
                 ["n_tensors"], dtype="text"),
+            NWBDatasetSpec(
+                name="channels", neurodata_type_inc="DynamicTableRegion", dtype="int",
+                dims=["n_channels"], shape=[None], quantity="?",
+                doc=("The recorded channels the model observes, in the order of its "
+                     "observation channels: rows of the file's Units table (spike fits) or "
+                     "electrodes table (continuous fits), present when the fit was written "
+                     "into the file that holds the recording.")),
         ],
     )
     latents = NWBGroupSpec(
@@ -165,7 +172,8 @@ def main(out: Path = OUT) -> None:
             "data, metrics) written by nwb_lrnn.",
         name=NAME, version=VERSION, author=["nwb_lrnn developers"],
         contact=["https://pypi.org/project/nwb-lrnn/"])
-    for t in ("NWBDataInterface", "TimeSeries", "DynamicTable", "VectorData"):
+    for t in ("NWBDataInterface", "TimeSeries", "DynamicTable", "VectorData",
+              "DynamicTableRegion"):
         ns.include_type(t, namespace="core")
     export_spec(ns, build_types(), str(out))
     print(f"wrote {out}/{NAME}.namespace.yaml and {NAME}.extensions.yaml")

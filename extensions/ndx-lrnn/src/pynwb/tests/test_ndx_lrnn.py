@@ -24,7 +24,7 @@ def _nwbfile():
 
 
 def test_version_is_the_specs():
-    assert ndx_lrnn.__version__ == "0.1.0"
+    assert ndx_lrnn.__version__ == "0.2.0"
 
 
 def test_every_type_round_trips(tmp_path):
@@ -61,3 +61,21 @@ def test_every_field_is_documented():
     spec = get_type_map().namespace_catalog.get_spec(ndx_lrnn.NAMESPACE, "LowRankRNNModel")
     fields = list(spec.attributes) + list(spec.datasets)
     assert fields and all(f.doc and len(f.doc) > 5 for f in fields)
+
+
+def test_channels_link_rows_of_the_units_table(tmp_path):
+    from hdmf.common import DynamicTableRegion
+
+    nwb = _nwbfile()
+    for i in range(4):
+        nwb.add_unit(spike_times=[0.1 * (i + 1)])
+    model = mock_LowRankRNNModel(n_channels=2)
+    model.channels = DynamicTableRegion(name="channels", data=[3, 1], table=nwb.units,
+                                        description="units observed")
+    nwb.create_processing_module(name="lrnn", description="fit").add(model)
+    with NWBHDF5IO(str(tmp_path / "f.nwb"), "w") as io:
+        io.write(nwb)
+    with NWBHDF5IO(str(tmp_path / "f.nwb"), "r") as io:
+        back = io.read()
+        region = back.processing["lrnn"]["model"].channels
+        assert list(region.data[:]) == [3, 1] and region.table is back.units
