@@ -202,7 +202,9 @@ def _fit(args: argparse.Namespace) -> int:
     metrics = _baseline_metrics(est, data, args)
     try:
         write_nwb(est, out, data=data, overwrite=args.overwrite, include=include,
-                  metrics=metrics, mode="append" if args.append else "new")
+                  metrics=metrics, mode="append" if args.append else "new",
+                  subject=_subject(args), experimenter=args.experimenter,
+                  institution=args.institution)
     except (OSError, ValueError) as err:  # the fit is trained: say where it is kept
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         if ckpt is not None and ckpt.exists():
@@ -214,6 +216,18 @@ def _fit(args: argparse.Namespace) -> int:
     if ckpt is not None and args.checkpoint is None:
         ckpt.unlink(missing_ok=True)  # the automatic checkpoint has served its purpose
     return 0
+
+
+def _subject(args: argparse.Namespace) -> dict | None:
+    """--subject-id/--species/--sex/--age as a Subject dict (None: the source's Subject)."""
+    if args.subject_id is None:
+        if any(v is not None for v in (args.species, args.sex, args.age)):
+            raise CLIError("--species, --sex and --age describe a subject: give --subject-id "
+                           "too.")
+        return None
+    return {"subject_id": args.subject_id, "species": args.species, "sex": args.sex or "U",
+            "age": args.age or "P0D/",
+            "description": "Given on the nwb-lrnn command line."}
 
 
 # the automatic checkpoint: rewritten every few epochs (each is a small .npz plus an fsync)
@@ -285,6 +299,8 @@ def stability_line(est) -> str:
 
 def _check_fit_args(args: argparse.Namespace) -> Path:
     """Refuse bad options, and a taken --out, before reading data; returns the output path."""
+    _subject(args)
+
     def need(ok: bool, what: str, value) -> None:
         if not ok:
             raise CLIError(f"{what}, got {value!r}.")
@@ -415,9 +431,14 @@ def _generate(args: argparse.Namespace) -> int:
     if suffix == ".nwb":
         from .io import write_nwb
 
+        from .io.fit_nwb import session_metadata
+
+        meta = session_metadata(args.fit)  # the fit's subject and session carry over
         write_nwb(est, out, include=("model", "generated"), overwrite=args.overwrite,
                   n_generated=(args.n_trials, args.n_times), burn_in=args.burn_in,
-                  random_state=args.seed)
+                  random_state=args.seed, subject=meta["subject"],
+                  experimenter=meta["experimenter"], institution=meta["institution"],
+                  lab=meta["lab"], session_start_time=meta["session_start_time"])
         print(f"wrote {args.n_trials} trial(s) x {args.n_times} bins of generated data to "
               f"{out}")
         return 0
@@ -665,7 +686,11 @@ def _demo_eeg(args: argparse.Namespace) -> int:
               fixed_points=fp, metrics={"D_stsp": d_stsp, "D_H": d_h,
                                         "D_stsp_published": scores["dstsp_published"]},
               session_description="nwb_lrnn demo: low-rank RNN fitted to PhysioNet eegmmidb "
-                                  "S001R01 (ODC-By 1.0).")
+                                  "S001R01 (ODC-By 1.0).",
+              # the dataset's volunteer S001 (human; sex and age not published)
+              subject={"subject_id": "S001", "species": "Homo sapiens", "sex": "U",
+                       "age": "P0D/", "description": "PhysioNet eegmmidb volunteer S001."},
+              institution="PhysioNet EEG Motor Movement/Imagery Dataset (eegmmidb)")
     index = make_report(fit_path, out_dir / "report", data=data, fixed_points=fp)
     bound = est.score(data)
     print(f"  SMC bound per time step: {bound:.4f}")
@@ -791,6 +816,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training checkpoint, rewritten every 5 epochs; a run that finds it "
                         "resumes (default: .<out>.checkpoint.npz next to --out, removed once "
                         "the results are written; 'none': no checkpoint)")
+    p.add_argument("--subject-id", help="the Subject of a new results file (default: the "
+                                        "source NWB file's Subject)")
+    p.add_argument("--species", help="with --subject-id, e.g. 'Homo sapiens', 'Mus musculus'")
+    p.add_argument("--sex", choices=("M", "F", "U", "O"), help="with --subject-id")
+    p.add_argument("--age", help="with --subject-id, ISO 8601 duration, e.g. P90D, P25Y "
+                                 "(default: unknown, P0D/)")
+    p.add_argument("--experimenter", help="default: the source NWB file's")
+    p.add_argument("--institution", help="default: the source NWB file's")
     p.add_argument("--quiet", action="store_true",
                    help="no progress (a bar on a terminal, else a log line every 30 s)")
     p.set_defaults(func=_fit)

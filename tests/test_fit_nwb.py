@@ -244,3 +244,21 @@ def test_a_fit_appended_to_its_recording_links_the_units_it_observes(tmp_path):
     other = write_nwb(est, tmp_path / "fit.nwb", data=data)
     with NWBHDF5IO(str(other), "r", load_namespaces=True) as io:
         assert io.read().processing["lrnn"]["model"].channels is None
+
+
+def test_appending_to_an_older_nwb_file_says_its_version_changes(spike_fit, tmp_path, caplog):
+    import logging
+
+    est, data = spike_fit
+    target = tmp_path / "session.nwb"
+    shutil.copy(PYNAPPLE, target)  # written as NWB 2.4.0
+    with h5py.File(target, "r") as f:
+        before = f.attrs["nwb_version"]
+    with caplog.at_level(logging.WARNING, logger="nwb_lrnn"):
+        write_nwb(est, target, data=data, mode="append")
+    with h5py.File(target, "r") as f:
+        after = f.attrs["nwb_version"]
+    if after != before:
+        assert f"(it was NWB {before})" in caplog.text
+    else:  # pragma: no cover - a pynwb that keeps the version
+        assert "rewrote the file" not in caplog.text

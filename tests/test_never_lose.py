@@ -242,3 +242,47 @@ def test_a_sample_too_large_is_refused_and_the_cli_says_it_in_one_line(tmp_path,
                  "100000", "--time", "100000"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nwb-lrnn: error: sampling would need") and err.count("\n") == 1
+
+
+def test_results_files_carry_the_recordings_session_and_no_local_paths(tmp_path, recording):
+    """session_start_time, Subject and experimenter come from the recording; provenance names
+    files, never absolute paths of this machine; surrogate files keep the fit's Subject."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO
+
+    from nwb_lrnn.io.fit_nwb import summarize_fit
+
+    fit = tmp_path / "fit.nwb"
+    assert main(["fit", str(recording), *FIT_ARGS, "--out", str(fit),
+                 "--experimenter", "Doe, Jane"]) == 0
+    with NWBHDF5IO(str(fit), "r") as io:
+        nwb = io.read()
+        assert nwb.session_start_time == datetime(2024, 1, 1, tzinfo=timezone.utc)
+        assert nwb.subject.subject_id == "m1" and nwb.experimenter == ("Doe, Jane",)
+    src = summarize_fit(fit)["source"]
+    assert src["source"] == "rec.nwb" and len(src["source_sha256"]) == 64
+    assert str(tmp_path) not in fit.read_bytes().decode("latin-1")
+    gen = tmp_path / "gen.nwb"
+    assert main(["generate", str(fit), "--out", str(gen), "--n-trials", "1",
+                 "--n-times", "20"]) == 0
+    with NWBHDF5IO(str(gen), "r") as io:
+        assert io.read().subject.subject_id == "m1"
+
+
+def test_a_results_file_without_a_subject_says_so(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    y = np.random.default_rng(0).normal(size=(2, 30, 3))
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=1, n_particles=4, verbose=False).fit(y)
+    with caplog.at_level(logging.WARNING, logger="nwb_lrnn"):
+        write_nwb(est, tmp_path / "fit.nwb")
+    assert "no Subject" in caplog.text and "--subject-id" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="nwb_lrnn"):
+        caplog.clear()
+        write_nwb(est, tmp_path / "fit2.nwb", subject={"subject_id": "s1", "species":
+                                                       "Homo sapiens", "sex": "U",
+                                                       "age": "P0D/"})
+    assert "no Subject" not in caplog.text

@@ -93,11 +93,22 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _session_from_source(prov: dict):
-    """Session start time and Subject copied from the source NWB file, when it is local."""
+def _source_metadata(prov: dict) -> dict:
+    """What a results file copies from the recording: ``session_start_time``, ``subject``,
+    ``experimenter``, ``institution``, ``lab`` (None when unknown). From a local NWB source
+    (read with pynwb after a check that it is self-contained), else the MNE recording's
+    ``meas_date`` kept in the provenance."""
+    out = dict.fromkeys(("session_start_time", "subject", "experimenter", "institution", "lab"))
+    for key in ("session_start_time", "meas_date"):
+        v = prov.get(key)
+        if isinstance(v, str) and out["session_start_time"] is None:
+            try:
+                out["session_start_time"] = datetime.fromisoformat(v)
+            except ValueError:
+                pass
     src = prov.get("source")
     if not (isinstance(src, str) and src.endswith(".nwb") and os.path.isfile(src)):
-        return None, None
+        return out
     try:
         from pynwb import NWBHDF5IO
         from pynwb.file import Subject
@@ -107,20 +118,38 @@ def _session_from_source(prov: dict):
         check_self_contained(src)
         with NWBHDF5IO(src, "r") as io:
             nwb = io.read()
-            subject = None
             if nwb.subject is not None:
                 s = nwb.subject
                 # empty fields are not copied: unknown sex is "U" and an unknown age the open
                 # range "P0D/" (0 days or older), as the NWB best practices ask
-                subject = Subject(subject_id=s.subject_id,
-                                  species=s.species or None, sex=s.sex or "U",
-                                  age=s.age or (None if s.date_of_birth else "P0D/"),
-                                  date_of_birth=s.date_of_birth,
-                                  description=s.description or None)
-            return nwb.session_start_time, subject
+                out["subject"] = Subject(
+                    subject_id=s.subject_id, species=s.species or None, sex=s.sex or "U",
+                    age=s.age or (None if s.date_of_birth else "P0D/"),
+                    date_of_birth=s.date_of_birth,
+                    description=s.description or "Copied from the recording's Subject.")
+            out["session_start_time"] = nwb.session_start_time
+            out["experimenter"] = list(nwb.experimenter) if nwb.experimenter else None
+            out["institution"] = nwb.institution
+            out["lab"] = nwb.lab
     except Exception as err:  # a best effort: the fit is still written
         logger.warning("could not copy session metadata from %s: %s", src, err)
-        return None, None
+    return out
+
+
+def _shareable(prov: Any) -> Any:
+    """The provenance without absolute local paths (a results file is meant to be shared): a
+    local file is named by its file name; its digest, size and the DANDI identity stay."""
+    if isinstance(prov, Mapping):
+        out = {}
+        for k, v in prov.items():
+            if (k in ("source", "filename", "local_path", "local_folder") and isinstance(v, str)
+                    and "://" not in v and os.path.isabs(v)):
+                v = os.path.basename(v.rstrip("/")) or v
+            out[k] = _shareable(v)
+        return out
+    if isinstance(prov, list):
+        return [_shareable(v) for v in prov]
+    return prov
 
 
 def _model_group(est, exported: dict, description: str, source: dict):
@@ -168,7 +197,9 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
               burn_in: int = 0, random_state: int = 0, fixed_points=None,
               metrics: Mapping[str, float] | None = None, subject=None,
               session_description: str | None = None,
-              module_name: str = MODULE_NAME) -> Path:
+              module_name: str = MODULE_NAME, experimenter: str | list[str] | None = None,
+              institution: str | None = None, lab: str | None = None,
+              session_start_time: datetime | None = None) -> Path:
     """Write a fitted :class:`~nwb_lrnn.LowRankRNN` into an NWB file.
 
     Parameters
@@ -200,7 +231,14 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
         Extra measures to store: name -> value (split 'user') or name -> (value, split), e.g.
         ``{"var1.loglik_per_bin": (-80.2, "validation")}`` for a baseline's measure.
     subject : pynwb.file.Subject or dict, optional
-        Subject metadata for a new file (DANDI needs subject_id, species, sex, age).
+        Subject metadata for a new file (DANDI needs subject_id, species, sex, age). Default:
+        the source NWB file's Subject; a warning says when there is none.
+    experimenter, institution, lab : optional
+        Default: the source NWB file's. ``session_start_time`` is always the recording's
+        (its NWB file, or the MNE recording's ``meas_date``), not the time of writing.
+
+    Local file paths in the provenance are stored as file names (with the file's SHA-256):
+    a results file carries no absolute path of this machine.
     session_description : str, optional
     module_name : str
         Name of the processing module.
@@ -256,22 +294,62 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
                    f"{estimator.model_config_.n_units} units, "
                    f"{estimator.model_config_.observation} observations) fitted with "
                    "variational SMC by nwb_lrnn")
+    linked_sources = _local_sources(prov)  # before the paths are made shareable
+    meta = _source_metadata(prov) if mode == "new" else {}
+    prov = _shareable(prov)
+    if mode == "new":
+        if isinstance(subject, Mapping):
+            from pynwb.file import Subject
+
+            subject = Subject(**subject)
+        subject = subject or meta.get("subject")
+        if subject is None:
+            logger.warning("%s: no Subject (the source has none); pass subject=dict("
+                           "subject_id=..., species=..., sex=..., age=...) (CLI: --subject-id, "
+                           "--species, --sex, --age): DANDI and nwbinspector need one.", path)
+        if session_start_time is not None:
+            meta["session_start_time"] = session_start_time
+        meta = {**meta, "subject": subject,
+                "experimenter": experimenter or meta.get("experimenter"),
+                "institution": institution or meta.get("institution"),
+                "lab": lab or meta.get("lab")}
     objects = _build_objects(estimator, exported, data, include, description, prov,
                              n_generated, burn_in, random_state, fixed_points, metrics)
 
     need = _objects_nbytes(objects) + (target.stat().st_size if mode == "append" else 0)
     if mode == "new":
-        _atomic_write(target, lambda tmp: _write_new(tmp, objects, module_name, prov, subject,
+        _atomic_write(target, lambda tmp: _write_new(tmp, objects, module_name, prov, meta,
                                                      session_description, description),
                       copy=False, exclusive=not overwrite, shown=path, need=need)
     else:
         data_b = estimator._as_data(data) if data is not None else None
+        before = _nwb_version(target)
         linked = data_b if data_b is not None and any(
-            _same_file(src, target) for src in _local_sources(prov)) else None
+            _same_file(src, target) for src in linked_sources) else None
         _atomic_write(target, lambda tmp: _append(tmp, objects, module_name, description,
                                                   linked),
                       copy=True, shown=path, need=need)
+        after = _nwb_version(target)
+        if before and after and before != after:
+            import pynwb
+
+            logger.warning("%s: appending rewrote the file as NWB %s (it was NWB %s): pynwb %s "
+                           "writes only its own schema version. The data are unchanged and the "
+                           "original schema stays cached in /specifications; keep a copy if "
+                           "another tool needs NWB %s.", path, after, before,
+                           pynwb.__version__, before)
     return path
+
+
+def _nwb_version(path: Path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            v = f.attrs.get("nwb_version")
+    except OSError:
+        return None
+    return _text(v) if v is not None else None
 
 
 def _write_target(path: Path) -> Path:
@@ -727,6 +805,13 @@ def store_fixed_points(path: str | os.PathLike, fixed_points, *,
     return path
 
 
+def session_metadata(path: str | os.PathLike) -> dict:
+    """The session metadata of an NWB file (``session_start_time``, ``subject``,
+    ``experimenter``, ``institution``, ``lab``), to carry over into a file made from it (such
+    as surrogate data generated from a fit)."""
+    return _source_metadata({"source": os.fspath(path)})
+
+
 def read_fit_source(path: str | os.PathLike, *, module_name: str | None = None) -> dict:
     """The provenance of the data a fit was made on (the model's ``source`` attribute).
 
@@ -852,30 +937,21 @@ def _fixed_point_table(fp):
     return table
 
 
-def _write_new(tmp: Path, objects, module_name, prov, subject, session_description,
+def _write_new(tmp: Path, objects, module_name, prov, meta, session_description,
                description):
     from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.file import Subject
 
-    start, src_subject = _session_from_source(prov)
-    if start is None:
-        sst = prov.get("session_start_time")
-        try:
-            start = datetime.fromisoformat(sst) if isinstance(sst, str) else None
-        except ValueError:
-            start = None
-    if start is None:
-        start = datetime.now(timezone.utc)
+    start = meta.get("session_start_time") or datetime.now(timezone.utc)
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
-    if isinstance(subject, Mapping):
-        subject = Subject(**subject)
-    subject = subject or src_subject
+    exp = meta.get("experimenter")
     nwb = NWBFile(
         session_description=session_description or (
             f"Results of an nwb_lrnn fit: {description}."
             + (f" Source: {prov.get('source')}." if prov.get("source") else "")),
-        identifier=str(uuid.uuid4()), session_start_time=start, subject=subject,
+        identifier=str(uuid.uuid4()), session_start_time=start, subject=meta.get("subject"),
+        experimenter=[exp] if isinstance(exp, str) else exp,
+        institution=meta.get("institution"), lab=meta.get("lab"),
         experiment_description="Data-driven model: a stochastic low-rank recurrent neural "
                                "network fitted with variational sequential Monte Carlo.",
         keywords=["low-rank RNN", "sequential Monte Carlo", "dynamical system", "nwb_lrnn"],
