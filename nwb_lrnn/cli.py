@@ -430,7 +430,6 @@ def _generate(args: argparse.Namespace) -> int:
                 raise CLIError("EDF holds one continuous recording: use --n-trials 1.")
     if suffix == ".nwb":
         from .io import write_nwb
-
         from .io.fit_nwb import session_metadata
 
         meta = session_metadata(args.fit)  # the fit's subject and session carry over
