@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml extensions/ndx-lrnn/pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# the NWB extension is its own package; nwb_lrnn depends on it
 	$(BIN)/python -m pip install --quiet ./extensions/ndx-lrnn
-	$(BIN)/python -m pip install --quiet -e ".[test,ray,edf]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,edf,pynapple]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -184,6 +184,26 @@ def _check_memory(need: int, what: str, advice: str) -> None:
                           f"{avail / 2**30:.1f} GiB of memory available; use {advice}.")
 
 
+def _as_xarray(values: np.ndarray, data: BinnedData) -> Any:
+    """(trials, time, rank) latents as a labelled xarray.DataArray."""
+    try:
+        import xarray as xr
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("as_xarray=True needs xarray: pip install xarray") from err
+    n, t = values.shape[:2]
+    coords: dict[str, Any] = {
+        "trial": np.arange(n), "time": np.arange(t) * float(data.bin_size),
+        "latent": [f"latent_{i}" for i in range(values.shape[2])],
+        "start_time": ("trial", np.asarray(data.start_times, dtype=float))}
+    for k, v in (data.trials or {}).items():
+        arr = np.asarray(v)
+        if arr.ndim == 1 and len(arr) == n and k not in coords:
+            coords[k] = ("trial", arr)
+    return xr.DataArray(values, dims=("trial", "time", "latent"), coords=coords,
+                        name="latents", attrs={"bin_size": float(data.bin_size),
+                                               "units": "a.u."})
+
+
 def _digest(data: BinnedData | None, extra: Any = None) -> str | None:
     """sha256 of a dataset's values, inputs, bin size and kind (and ``extra``), for checkpoints."""
     import hashlib
@@ -892,7 +912,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     def transform(self, data: BinnedData | np.ndarray, *, picks: Any = None,
                   return_std: bool = False, smoothed: bool = True,
                   n_particles: int | None = None, random_state: Any = None,
-                  n_runs: int = 1, return_raw: bool = False, verbose: Any = None) -> Any:
+                  n_runs: int = 1, return_raw: bool = False, as_pynapple: bool = False,
+                  as_xarray: bool = False, verbose: Any = None) -> Any:
         """Posterior latents of ``data``.
 
         Parameters
@@ -922,12 +943,20 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             ``latent_1``... at the data's sampling rate: an ``mne.io.RawArray`` for one trial
             (with its ``meas_date`` and ``first_samp``), an ``mne.EpochsArray`` for several
             (events at the trials' start times; ``tmin`` 0).
+        as_pynapple : bool
+            Return a ``pynapple.TsdFrame`` (bin centres as times, trials concatenated, one
+            interval per trial in its ``time_support``; columns ``latent_0``...).
+        as_xarray : bool
+            Return an ``xarray.DataArray`` with dims (trial, time, latent): ``time`` in seconds
+            from each trial's start, the trial's ``start_time`` and the trials table's scalar
+            columns as coordinates along ``trial`` (so ``z.sel(trial=z.condition == "left")``).
         verbose : bool | str | int | None
             MNE verbosity while reading MNE input.
 
         Returns
         -------
-        mean : ndarray, shape (trials, time, rank) | mne.io.RawArray (rank channels)
+        mean : ndarray, shape (trials, time, rank) | mne.io.RawArray (rank channels) |
+            pynapple.TsdFrame | xarray.DataArray
         std : same type as ``mean``, only if ``return_std``
 
         Examples
@@ -936,6 +965,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         ['latent_0', 'latent_1', 'latent_2']
         """
         self._check_fitted("transform")
+        if sum(map(bool, (return_raw, as_pynapple, as_xarray))) > 1:
+            raise ValueError("give at most one of return_raw, as_pynapple and as_xarray.")
         data = self._as_data(data, picks=picks, verbose=verbose)
         self._check_compatible(data)
         n_runs = check_int("n_runs", n_runs, min_value=1)
@@ -963,6 +994,13 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             mean_ep = self._latents_epochs(mean, data)
             return (mean_ep, self._latents_epochs(std, data)) \
                 if return_std else mean_ep
+        if as_pynapple or as_xarray:
+            from .io.pynap import to_pynapple
+
+            def conv(a):
+                return to_pynapple(a, data) if as_pynapple else _as_xarray(a, data)
+
+            return (conv(mean), conv(std)) if return_std else conv(mean)
         return (mean, std) if return_std else mean
 
     @staticmethod

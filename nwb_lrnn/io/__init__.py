@@ -1,4 +1,4 @@
-"""Readers and writers: NWB, DANDI, MNE, spikeinterface. Knows no torch.
+"""Readers and writers: NWB, DANDI, MNE, spikeinterface, pynapple. Knows no torch.
 
 Names are imported lazily (PEP 562) so that ``import nwb_lrnn`` does not import MNE, dandi or
 spikeinterface.
@@ -20,6 +20,7 @@ _NAMES = {
     "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
     "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
     "summarize_fit": ".fit_nwb",
+    "from_pynapple": ".pynap", "to_pynapple": ".pynap",
 }
 
 __all__ = sorted(_NAMES)
