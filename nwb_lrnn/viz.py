@@ -110,8 +110,10 @@ def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_point
                     limits: tuple[float, float, float, float] | None = None):
     """Phase portrait of the latent map's mean drift F(z) − z in two latent dimensions.
 
-    Other dimensions are held at their mean over ``latents`` (or 0). Fixed points are marked
-    by stability (filled: stable, open: unstable, cross: saddle).
+    Other dimensions are held at their mean over ``latents`` (or 0); with fixed points and
+    rank > 2, at the coordinates of one of them (a stable one first), so the fixed points on
+    the plane are zeros of the field drawn; those off the plane are drawn faint, projected.
+    Fixed points are marked by stability (filled: stable, open: unstable, cross: saddle).
 
     Parameters
     ----------
@@ -127,6 +129,18 @@ def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_point
     R = tr.rank
     i, j = dims
     ref = np.zeros(R) if latents is None else latents.reshape(-1, R).mean(0)
+    fp_z = (np.asarray(fixed_points.z, dtype=float) if fixed_points is not None
+            and len(fixed_points.z) else None)
+    on_slice, through = None, None
+    if R > 2 and fp_z is not None:
+        # slice through a fixed point (a stable one first), so that the fixed points drawn
+        # filled are zeros of the field shown; the others are off this plane
+        kinds = [str(k) for k in fixed_points.stability]
+        through = next((n for n, k in enumerate(kinds) if k == "stable"), 0)
+        others_ = [k for k in range(R) if k not in (i, j)]
+        ref = fp_z[through].copy()
+        scale = max(1.0, float(np.abs(fp_z).max()))
+        on_slice = np.all(np.abs(fp_z[:, others_] - ref[others_]) <= 1e-6 * scale, axis=1)
     if limits is None:
         if latents is not None:
             flat = latents.reshape(-1, R)
@@ -151,11 +165,13 @@ def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_point
         traj = latents[0][:300]
         ax.plot(traj[:, i], traj[:, j], color="C0", lw=0.8, alpha=0.8,
                 label=f"posterior latents (trial 0, {len(traj)} bins)")
-    if fixed_points is not None and len(fixed_points.z):
-        for z, kind in zip(np.asarray(fixed_points.z), fixed_points.stability, strict=True):
+    if fp_z is not None:
+        for n, (z, kind) in enumerate(zip(fp_z, fixed_points.stability, strict=True)):
             marker, face, edge = _STABILITY_STYLE.get(str(kind), ("s", "grey", "k"))
+            off = on_slice is not None and not on_slice[n]
             ax.plot(z[i], z[j], marker=marker, mfc=face, mec=edge, ms=9, ls="none",
-                    label=str(kind))
+                    alpha=0.3 if off else 1.0,
+                    label=f"{kind} (off this plane, projected)" if off else str(kind))
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         uniq = dict(zip(labels, handles, strict=True))
@@ -167,10 +183,63 @@ def plot_flow_field(estimator, *, latents: np.ndarray | None = None, fixed_point
     if R > 2:
         others = [k for k in range(R) if k not in (i, j)]
         held = ", ".join(f"z{k + 1} = {ref[k]:.2g}" for k in others)
-        ax.set_title(f"Flow field in the (z{i + 1}, z{j + 1}) plane ({held});\n"
-                     f"fixed points of all {R} dimensions projected", fontsize=10)
+        if through is not None:
+            kind = str(fixed_points.stability[through])
+            ax.set_title(f"Flow field in the (z{i + 1}, z{j + 1}) plane through a {kind} "
+                         f"fixed point ({held});\n{int(on_slice.sum())} of {len(fp_z)} fixed "
+                         "points lie on it (the others faint, projected)", fontsize=9)
+        else:
+            ax.set_title(f"Flow field in the (z{i + 1}, z{j + 1}) plane ({held})",
+                         fontsize=10)
     else:
         ax.set_title("Flow field of the latent dynamics")
+    fig.tight_layout()
+    return fig
+
+
+def plot_traces(x_true: np.ndarray, x_gen: np.ndarray, *, bin_size: float,
+                kind: str = "continuous", channel_names=None, n_channels: int = 3,
+                max_bins: int = 500, smooth_bins: int = 5):
+    """Recorded against generated activity, channel by channel, on the same axes.
+
+    The ``n_channels`` most variable channels, the first ``max_bins`` bins of the first trial
+    of each; counts are shown as rates (a ``smooth_bins`` moving average, in Hz).
+
+    Parameters
+    ----------
+    x_true, x_gen : ndarray, shape (trials, time, channels)
+    bin_size : float
+    kind : {'continuous', 'counts'}
+    channel_names : sequence of str, optional
+    """
+    plt = _plt()
+    a = np.asarray(x_true, dtype=float)
+    b = np.asarray(x_gen, dtype=float)
+    a = a[None] if a.ndim == 2 else a
+    b = b[None] if b.ndim == 2 else b
+    n_t = min(max_bins, a.shape[1], b.shape[1])
+    var = np.nanvar(a.reshape(-1, a.shape[-1]), axis=0)
+    chans = list(np.argsort(-var)[:max(1, min(n_channels, a.shape[-1]))])
+    t = np.arange(n_t) * bin_size
+
+    def shown(x):
+        x = x[:n_t]
+        if kind == "counts":
+            w = np.ones(smooth_bins) / smooth_bins
+            return np.convolve(x, w, mode="same") / bin_size
+        return x
+
+    fig, axes = plt.subplots(len(chans), 1, figsize=(7.5, 1.7 * len(chans) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, c in zip(axes[:, 0], chans, strict=True):
+        ax.plot(t, shown(a[0, :, c]), color="k", lw=0.8, label="recorded")
+        ax.plot(t, shown(b[0, :, c]), color="C1", lw=0.8, alpha=0.85, label="generated")
+        name = channel_names[c] if channel_names is not None else f"channel {c}"
+        ax.set_ylabel(f"{name}\n" + ("rate (Hz)" if kind == "counts" else "value"),
+                      fontsize=8)
+    axes[0, 0].legend(frameon=False, fontsize=8, loc="upper right", ncol=2)
+    axes[-1, 0].set_xlabel("time in the trial (s)")
+    fig.suptitle("Recorded and generated activity (the most variable channels)", fontsize=10)
     fig.tight_layout()
     return fig
 

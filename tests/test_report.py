@@ -21,7 +21,7 @@ def test_report_for_spikes_via_cli(tmp_path, capsys):
     assert main(["report", str(fit), "--data", str(PYNAPPLE), "--bin-size", "0.1",
                  "--out", str(out)]) == 0
     html = (out / "index.html").read_text()
-    for png in ("training.png", "latents.png", "flow_field.png", "spikes.png"):
+    for png in ("training.png", "latents.png", "flow_field.png", "spikes.png", "traces.png"):
         assert (out / png).stat().st_size > 5000, png
         assert f'src="{png}"' in html
     assert "poisson" in html and "report written" in capsys.readouterr().out
@@ -38,3 +38,32 @@ def test_report_for_continuous_data(tmp_path):
     index = make_report(fit, tmp_path / "r", data=data)
     assert (tmp_path / "r" / "spectra.png").exists() and index.exists()
     assert np.isfinite(est.score(data))
+
+
+def test_flow_field_of_a_rank3_network_is_drawn_through_a_fixed_point():
+    """The plane shown passes through a fixed point, so the fixed points drawn solid are zeros
+    of the field in the figure; the others are said to be off the plane."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from nwb_lrnn import LowRankRNN, find_fixed_points
+    from nwb_lrnn.viz import plot_flow_field
+
+    rng = np.random.default_rng(3)
+    est = LowRankRNN.from_parameters(U=rng.normal(size=(30, 3)),
+                                     V=2.0 * rng.normal(size=(3, 30)) / 30,
+                                     h=0.1 + 0.3 * np.abs(rng.normal(size=30)), decay=0.8,
+                                     nonlinearity="relu", random_state=0)  # z = 0 is fixed
+    fp = find_fixed_points(est, verbose=False)
+    assert len(fp.z) >= 1
+    fig = plot_flow_field(est, fixed_points=fp)
+    title = fig.axes[0].get_title()
+    assert "through a" in title and f"of {len(fp.z)} fixed points lie on it" in title
+    # the field vanishes at the fixed point the plane goes through
+    import torch
+
+    z0 = torch.as_tensor(np.asarray(fp.z)[[0]], dtype=est.model_.transition.U_t.dtype)
+    drift = est.model_.transition.mean(z0).detach().numpy() - np.asarray(fp.z)[[0]]
+    assert np.abs(drift).max() < 1e-5

@@ -90,7 +90,7 @@ EXPECTED_FAILED = {
 def test_check_estimator_with_the_sequence_exceptions_listed():
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(_small(max_epochs=1), on_fail=None,
+    results = check_estimator(_small(max_epochs=1), on_fail=None, on_skip=None,
                               expected_failed_checks=EXPECTED_FAILED)
     failed = [r for r in results if r["status"] == "failed"]
     assert not failed, [(r["check_name"], str(r["exception"])[:200]) for r in failed]
