@@ -1,4 +1,4 @@
-"""Time, peak memory and linear solves of the exact fixed-point search (DESIGN §4, §9).
+"""Time, peak memory and linear solves of the exact fixed-point search.
 
 Runs :func:`nwb_lrnn.analysis.fixed_points.find_fixed_points` on random networks of the sizes the
 reference implementation (mackelab/smc_rnns) was measured on, one torch thread, and prints the
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-REFERENCE = {  # seconds, mackelab/smc_rnns, same machine class, 1 thread (DESIGN §9)
+REFERENCE = {  # seconds, mackelab/smc_rnns, same machine class, 1 thread
     ("relu", 60, 2): 0.14, ("relu", 512, 2): 35.6, ("relu", 128, 3): 73.0,
     ("relu", 40, 4): 20.0, ("relu", 256, 3): 300.0,  # did not finish in 300 s (10.6 GiB)
 }

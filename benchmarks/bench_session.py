@@ -1,4 +1,4 @@
-"""A 100-neuron, 1-hour session at 20 ms bins, end to end (DESIGN §9, issue "spikes").
+"""A 100-neuron, 1-hour session at 20 ms bins, end to end.
 
 Writes a synthetic NWB file (100 units, 1 h, spikes from a rank-2 latent process so there is
 structure to find), then times each stage in one process and prints time and peak memory:

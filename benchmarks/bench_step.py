@@ -1,4 +1,5 @@
-"""One optimiser step of the VSMC fit on the three configurations of DESIGN §9.
+"""One optimiser step of the VSMC fit on the three benchmark configurations (EEG; Gaussian
+teacher-student; Poisson counts with the CNN encoder).
 
 Prints, per configuration and thread count: the median (and min) time per optimiser step
 (forward particle filter + backward + Adam), the peak resident memory of a process that ran only

@@ -786,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="φ (clipped_relu keeps the generated dynamics bounded)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
+    # TrainConfig.n_particles (a literal here: the CLI's help must not import torch)
     p.add_argument("--particles", type=int, default=32, help="SMC particles K")
     p.add_argument("--epochs", type=int, default=200, help="training epochs (max)")
     p.add_argument("--window", type=int, default=None,

@@ -338,7 +338,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
     def __init__(self, rank: int = 2, n_units: int = 64, *, observation: str = "auto",
                  nonlinearity: str | dict | Nonlinearity = "clipped_relu",
-                 n_particles: int = 32,
+                 n_particles: int = TrainConfig.n_particles,
                  proposal: str = "auto", max_epochs: int = 200, learning_rate: float = 1e-2,
                  lr_final: float | None = 1e-3, optimizer: str = "adam",
                  batch_size: int = 16,
@@ -1334,7 +1334,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                         init_mean: np.ndarray | None = None,
                         init_sd: float | np.ndarray = 1.0, link: str = "softplus",
                         readout: str | None = None, gain: np.ndarray | None = None,
-                        bias: np.ndarray | None = None, n_particles: int = 64,
+                        bias: np.ndarray | None = None,
+                        n_particles: int = TrainConfig.n_particles,
                         proposal: str = "auto", random_state: Any = None,
                         device: str = "auto", dtype: str | None = None) -> LowRankRNN:
         """A ready-to-use (fitted) estimator built from known arrays (teacher networks, theory).
@@ -1473,6 +1474,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                   n_particles=n_particles, proposal=proposal, noise_cov=noise_cov,
                   decay_per_dim=decay_arr.size > 1, link=link, readout=readout,
                   random_state=random_state, device=device, verbose=False)
+        # 'auto' is the estimator's rule except for counts: an encoder given no data would be
+        # untrained, so a network given by its parameters filters counts with 'bootstrap'
         prop = proposal if proposal != "auto" else ("optimal" if obs == "gaussian"
                                                     else "bootstrap")
         dummy = BinnedData(np.zeros((1, 2, n_ch)), bin_size,

@@ -1,4 +1,4 @@
-"""The paper's measures of a fit (DESIGN §5), under their usual names.
+"""The paper's measures of a fit, under their usual names.
 
 - :func:`dstsp`: D_stsp, the KL divergence between the state-space distributions of data and
   generated data (Gaussian mixtures placed on the points, Monte Carlo; or histograms in low
@@ -579,7 +579,7 @@ the ISI CV and histogram are computed from all of them."""
 
 def spike_statistics(counts, bin_size: float, *, n_hist_bins: int = 30,
                      max_isis: int = MAX_ISIS) -> dict:
-    """Single-neuron and population statistics of binned spike counts (DESIGN §5).
+    """Single-neuron and population statistics of binned spike counts.
 
     Parameters
     ----------

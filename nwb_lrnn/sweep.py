@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps, seeds and whole dandisets as Ray Tune trials (DESIGN §7).
+"""Hyperparameter sweeps, seeds and whole dandisets as Ray Tune trials.
 
 Every trial fits a :class:`~nwb_lrnn.LowRankRNN` on a training split, scores it on a validation
 split, writes the fit as ``out_dir/trial_<id>.nwb`` and reports the score to Ray Tune. Training
@@ -18,7 +18,7 @@ Examples
 >>> res.table[["rank", "random_state", "val_bound", "nwb_path"]]    # doctest: +SKIP
 >>> est = res.best_estimator()                                      # doctest: +SKIP
 
-The module itself is callable, so ``nwb_lrnn.sweep(...)`` (DESIGN §8) is :func:`sweep` whether
+The module itself is callable, so ``nwb_lrnn.sweep(...)`` is :func:`sweep` whether
 ``nwb_lrnn.sweep`` resolves to this module or to the function.
 """
 

@@ -1,4 +1,4 @@
-"""Every fixed point of a low-rank RNN's latent map, exactly, in polynomial time (DESIGN §4).
+"""Every fixed point of a low-rank RNN's latent map, exactly, in polynomial time.
 
 The deterministic part of the latent dynamics is
 

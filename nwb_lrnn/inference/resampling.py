@@ -1,7 +1,7 @@
 """Resampling schemes for the particle filter.
 
 A resampler maps normalised log-weights (K, B) to ancestor indices (K, B). Indices carry no
-gradient: the VSMC gradient ignores the resampling step (DESIGN §3).
+gradient: the VSMC gradient ignores the resampling step.
 """
 
 from __future__ import annotations

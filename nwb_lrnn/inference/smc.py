@@ -90,7 +90,7 @@ class SMCResult:
 
 
 def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor, *,
-                    inputs: torch.Tensor | None = None, n_particles: int = 64,
+                    inputs: torch.Tensor | None = None, n_particles: int = 32,
                     resampler: Resampler | None = None, ess_threshold: float | None = None,
                     generator: torch.Generator | None = None,
                     return_particles: bool = False, fused: bool = True) -> SMCResult:

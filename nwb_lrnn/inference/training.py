@@ -1,4 +1,4 @@
-"""Training: maximise the VSMC bound with Adam (DESIGN §3).
+"""Training: maximise the VSMC bound with Adam.
 
 :func:`train` is a plain function over tensors; the estimator wraps it. It keeps a history of the
 training (and validation) bound per epoch, stops early when the validation bound stops
@@ -71,7 +71,7 @@ class TrainConfig:
         adaptive step, the optimiser of the paper's reference code).
     """
 
-    n_particles: int = 32
+    n_particles: int = 32  # the one default: LowRankRNN, from_parameters, particle_filter, CLI
     resampling: str = "systematic"
     ess_threshold: float | None = None
     learning_rate: float = 1e-2

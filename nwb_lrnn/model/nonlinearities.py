@@ -5,7 +5,7 @@ finder and the writers never switch on strings. Strings are mapped to classes on
 user-facing edge, through :data:`NONLINEARITIES` and :func:`get_nonlinearity`.
 
 Piecewise-linear nonlinearities also expose their ``breakpoints`` and the ``slopes`` and
-``offsets`` of each linear piece: that is what makes exact fixed points tractable (DESIGN §4).
+``offsets`` of each linear piece: that is what makes exact fixed points tractable.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stochastic low-rank transition in latent coordinates (DESIGN §2).
+"""The stochastic low-rank transition in latent coordinates.
 
     z_{t+1} = a ⊙ z_t + V φ(U z_t + B u_t − h) + ε_t,   ε_t ~ N(0, Σ_z)
     z_0 ~ N(μ_0, Σ_0)
