@@ -162,12 +162,87 @@ def _sniff(source: str) -> str:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    if source_kind(args.source) == "dandi":
+        sessions = _dandi_sessions(args)
+        if len(sessions) > 1:
+            return _fit_sessions(args, sessions)
+        data = sessions[0]
+        out = _check_fit_args(args)
+    else:
+        out = _check_fit_args(args)  # every check before any data is read or trained on
+        data = load_source(args)
+    _fit_one(args, data, out)
+    return 0
+
+
+def _dandi_sessions(args: argparse.Namespace) -> list:
+    """Every NWB session of a dandiset (or those --asset selects), read once on the driver."""
+    from .io import read_dandi
+
+    _check_fit_args(args, out_needed=False)
+    got = read_dandi(args.source, asset=args.asset, bin_size=args.bin_size or 0.02,
+                     api_url=getattr(args, "api_url", None),
+                     cache_dir=getattr(args, "cache_dir", None))
+    return got if isinstance(got, list) else [got]
+
+
+def _session_out(folder: Path, data) -> Path:
+    """``<asset file name without .nwb>_lrnn.nwb`` in ``folder``."""
+    name = Path(str(data.provenance.get("asset_path") or "session")).name
+    stem = name[:-4] if name.lower().endswith(".nwb") else name
+    safe = re.sub(r"[^\w.-]+", "_", stem) or "session"
+    return folder / f"{safe}_lrnn.nwb"
+
+
+def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
+    """One fit and one results file per session, then a summary table (summary.csv)."""
+    if args.append:
+        raise CLIError(f"{args.source} selects {len(sessions)} sessions; --append adds one fit "
+                       "to one file: select one session with --asset.")
+    folder = Path(args.out) if args.out else Path(_default_out(args.source)).with_suffix("")
+    if folder.suffix.lower() == ".nwb":
+        raise CLIError(f"{args.source} selects {len(sessions)} sessions: --out must be a "
+                       f"folder for their results files, got {folder}.")
+    outs = [_session_out(folder, d) for d in sessions]
+    taken = [str(o) for o in outs if o.exists()]
+    if taken and not args.overwrite:
+        raise CLIError(f"{len(taken)} results file(s) exist ({', '.join(taken[:3])}); pass "
+                       "--overwrite or another --out folder (checked before fitting).")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"nwb-lrnn fit: {args.source}: {len(sessions)} sessions, one fit each, results in "
+          f"{folder}/")
+    rows = []
+    for k, (data, out) in enumerate(zip(sessions, outs, strict=True)):
+        print(f"\n[{k + 1}/{len(sessions)}] {data.provenance.get('asset_path')}")
+        est = _fit_one(args, data, out)
+        hist = est.history_
+        rows.append({"session": data.provenance.get("asset_path"), "units": data.n_channels,
+                     "trials": data.n_trials, "bins": data.n_time,
+                     "train_bound": hist.train_bound[-1],
+                     "val_bound": hist.val_bound[-1] if hist.val_bound else "",
+                     "generation_bounded": est.stable_, "results": out.name})
+    import csv
+
+    summary = folder / "summary.csv"
+    with open(summary, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nsummary ({summary}): scores are per session; sessions differ in neurons, so "
+          "they are not ranked against each other")
+    for r in rows:
+        val = f"{r['val_bound']:.4f}" if r["val_bound"] != "" else "-"
+        print(f"  {r['session']}: {r['units']} units, bound {r['train_bound']:.4f} "
+              f"(validation {val}), generation "
+              f"{'bounded' if r['generation_bounded'] else 'NOT bounded'} -> {r['results']}")
+    return 0
+
+
+def _fit_one(args: argparse.Namespace, data, out: Path):
     from . import LowRankRNN
     from .io import write_nwb
 
-    _set_threads(args)
-    out = _check_fit_args(args)  # every check before any data is read or trained on
-    data = load_source(args)
     print(f"nwb-lrnn fit: {data}")
     _check_space(out, data, args)  # before training, so that no fit is lost
     ckpt = _checkpoint_path(args, out)
@@ -215,7 +290,7 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"  wrote {out}" + (" (the fit added to the file)" if args.append else ""))
     if ckpt is not None and args.checkpoint is None:
         ckpt.unlink(missing_ok=True)  # the automatic checkpoint has served its purpose
-    return 0
+    return est
 
 
 def _subject(args: argparse.Namespace) -> dict | None:
@@ -297,7 +372,7 @@ def stability_line(est) -> str:
             f"--nonlinearity clipped_relu, a lower --lr or more --epochs.")
 
 
-def _check_fit_args(args: argparse.Namespace) -> Path:
+def _check_fit_args(args: argparse.Namespace, *, out_needed: bool = True) -> Path | None:
     """Refuse bad options, and a taken --out, before reading data; returns the output path."""
     _subject(args)
 
@@ -322,6 +397,8 @@ def _check_fit_args(args: argparse.Namespace) -> Path:
     if args.append and args.overwrite:
         raise CLIError("--append adds the fit to an existing file, --overwrite replaces a "
                        "results file: give one of them.")
+    if not out_needed:
+        return None
     out = Path(args.out) if args.out else Path(_default_out(args.source))
     if args.append:
         if not out.is_file():

@@ -353,3 +353,38 @@ def test_generate_fif_says_raw_or_epochs(eeg_fit, tmp_path, capsys):
                  "--out", str(out)]) == 0
     assert "as MNE Epochs, 2 trials (read with mne.read_epochs" in capsys.readouterr().out
     assert len(mne.read_epochs(out, verbose="error")) == 2
+
+
+def test_fit_a_whole_dandiset_one_fit_per_session(tmp_path, capsys, monkeypatch):
+    """`nwb-lrnn fit DANDI:000xxx` fits every session (their neurons differ), one results file
+    each and a summary table that does not rank sessions against each other."""
+    import csv
+
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    from .dandi_server import DandiServer
+    from .nwb_factory import write_nwbfile
+
+    s1 = write_nwbfile(tmp_path / "s1.nwb", n_units=3, seed=1)
+    s2 = write_nwbfile(tmp_path / "s2.nwb", n_units=5, seed=2)
+    out = tmp_path / "fits"
+    args = ["--api-url", None, "--cache-dir", str(tmp_path / "cache"), "--bin-size", "0.1",
+            "--epochs", "1", "--units", "6", "--rank", "2", "--window", "20",
+            "--steps-per-epoch", "1", "--particles", "4", "--quiet"]
+    with DandiServer() as srv:
+        srv.add_dandiset("000200", {"sub-a/sub-a_ses-1_ecephys.nwb": s1,
+                                    "sub-b/sub-b_ses-1_ecephys.nwb": s2})
+        args[1] = srv.api_url
+        assert main(["fit", "DANDI:000200", *args, "--out", str(out / "x.nwb")]) == 2
+        assert "--out must be a folder" in capsys.readouterr().err
+        assert main(["fit", "DANDI:000200", *args, "--out", str(out)]) == 0
+        text = capsys.readouterr().out
+        assert "2 sessions, one fit each" in text and "not ranked" in text
+        with open(out / "summary.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [r["units"] for r in rows] == ["3", "5"]
+        assert {r["results"] for r in rows} == {"sub-a_ses-1_ecephys_lrnn.nwb",
+                                                "sub-b_ses-1_ecephys_lrnn.nwb"}
+        assert all((out / r["results"]).exists() for r in rows)
+        # taken results files are refused before anything is fitted
+        assert main(["fit", "DANDI:000200", *args, "--out", str(out)]) == 2
+        assert "checked before fitting" in capsys.readouterr().err
