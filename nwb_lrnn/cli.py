@@ -675,9 +675,9 @@ def _sweep(args: argparse.Namespace) -> int:
     result = sweep_from_config(config)
     with pd_options():
         print(result.table.to_string(index=False))
-    best = result.best
-    print(f"\nbest trial: {best.get('trial_id')} ({config.get('metric', 'val_bound')} = "
-          f"{best.get('metric')}); fit: {best.get('nwb_path')}")
+    for _, best in result.best_by_session.iterrows():  # never a winner across sessions
+        print(f"\nbest trial of session {best.get('session')}: {best.get('trial_id')} "
+              f"({result.metric} = {best.get(result.metric)}); fit: {best.get('nwb_path')}")
     print(f"summary: {Path(config['out_dir']) / 'summary.csv'}")
     return 0
 

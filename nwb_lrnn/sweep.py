@@ -529,15 +529,42 @@ class SweepResult:
     def best(self):
         """The row (pandas Series) of the best finished trial.
 
+        Scores of different sessions (other neurons, other recordings) are not comparable:
+        with more than one session this raises, and :attr:`best_by_session` gives one winner
+        per session.
+
         Raises
         ------
         RuntimeError
             No trial finished.
+        ValueError
+            The sweep covers several sessions.
         """
+        sessions = self._sessions()
+        if len(sessions) > 1:
+            raise ValueError(f"the sweep covers {len(sessions)} sessions, whose scores are not "
+                             "comparable; use best_by_session (one best trial per session).")
+        return self._best_of(self.table)
+
+    @property
+    def best_by_session(self):
+        """The best finished trial of each session (a pandas DataFrame, one row per session)."""
         import pandas as pd
 
-        values = pd.to_numeric(self.table[self.metric], errors="coerce")
-        ok = self.table[(self.table["status"] == "ok") & values.notna()]
+        rows = [self._best_of(self.table[self.table["session"].astype(str) == s])
+                for s in self._sessions()]
+        return pd.DataFrame(rows).reset_index(drop=True)
+
+    def _sessions(self) -> list[str]:
+        if "session" not in self.table:
+            return ["-"]
+        return sorted({str(s) for s in self.table["session"]})
+
+    def _best_of(self, table):
+        import pandas as pd
+
+        values = pd.to_numeric(table[self.metric], errors="coerce")
+        ok = table[(table["status"] == "ok") & values.notna()]
         if ok.empty:
             raise RuntimeError(f"no trial of the sweep in {self.out_dir} finished; see the "
                                "'error' column of the table.")
@@ -549,7 +576,7 @@ class SweepResult:
         """The best trial's fit, reloaded with :func:`~nwb_lrnn.io.read_fit`."""
         from .io import read_fit
 
-        return read_fit(self.best["nwb_path"], device=device)
+        return read_fit(self.best["nwb_path"], device=device)  # one session only (see best)
 
     def save(self) -> tuple[Path, Path]:
         """Write ``summary.csv`` and ``summary.json`` into :attr:`out_dir` (atomically)."""
@@ -557,10 +584,13 @@ class SweepResult:
         records = json.loads(self.table.to_json(orient="records"))
         payload = {"metric": self.metric, "mode": self.mode, "n_trials": len(self.table),
                    "trials": records}
-        try:
-            payload["best"] = json.loads(self.best.to_json())
+        try:  # one best trial per session: scores of different sessions are not compared
+            payload["best_by_session"] = json.loads(
+                self.best_by_session.to_json(orient="records"))
         except RuntimeError:
-            payload["best"] = None
+            payload["best_by_session"] = []
+        payload["best"] = (payload["best_by_session"][0]
+                           if len(payload["best_by_session"]) == 1 else None)
         for path, text in ((csv_path, self.table.to_csv(index=False)),
                            (json_path, json.dumps(payload, indent=1))):
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -705,7 +735,7 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     ...             search_space={"rank": [2, 3], "random_state": [0, 1, 2]},
     ...             fixed_params={"n_units": 128, "max_epochs": 200},
     ...             out_dir="runs/sweep1")                        # doctest: +SKIP
-    >>> res.best[["session", "rank", "val_bound", "nwb_path"]]    # doctest: +SKIP
+    >>> res.best_by_session[["session", "rank", "val_bound", "nwb_path"]]  # doctest: +SKIP
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")

@@ -168,6 +168,10 @@ def test_sessions_from_nwb_paths_each_read_by_its_trial(ray_local, tmp_path):
     assert (res.table["status"] == "ok").all(), res.table["error"].tolist()
     assert (tmp_path / "fits" / "summary.json").is_file()
     assert len(glob.glob(str(tmp_path / "fits" / "trial_*.nwb"))) == 2
+    # one winner per session, never one across sessions
+    assert sorted(res.best_by_session["session"]) == sorted(str(p) for p in paths)
+    with pytest.raises(ValueError, match="not comparable; use best_by_session"):
+        _ = res.best
 
 
 def test_sweep_from_config_with_tune_distribution(ray_local, data, tmp_path):
