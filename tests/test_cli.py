@@ -307,7 +307,8 @@ def test_sweep_from_a_json_config_serial(tmp_path, capsys):
     path.write_text(json.dumps(cfg))
     assert main(["sweep", str(path), "--backend", "serial"]) == 0
     out = capsys.readouterr().out
-    assert "best trial" in out and (tmp_path / "sweep" / "summary.csv").is_file()
+    assert "best trial of session" in out and (tmp_path / "sweep" / "summary.csv").is_file()
+    assert "= None" not in out  # the real metric value is printed
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert main(["sweep", str(bad)]) != 0
