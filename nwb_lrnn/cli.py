@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+from .io.sources import EEG_SUFFIXES  # the one suffix table; the io package is lazy (no torch)
+
 __all__ = ["build_parser", "main", "sample_eeg_path"]
 
 logger = logging.getLogger(__name__)
 
-EEG_SUFFIXES = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".gdf")
-_DANDI_RE = re.compile(r"^(DANDI:)?\d{6}(/[\w.]+)?$|dandiarchive\.org/dandiset/", re.I)
 SAMPLE_EEG = "S001R01.edf"
 SAMPLE_EEG_ATTRIBUTION = (
     "EEG: PhysioNet EEG Motor Movement/Imagery Dataset (eegmmidb) v1.0.0, subject 1, run 1 "
@@ -86,59 +86,33 @@ def sample_eeg_path() -> Path:
 
 
 def source_kind(source: str) -> str:
-    """'dandi', 'eeg' or 'nwb' for a SOURCE argument."""
-    low = source.lower()
-    if _DANDI_RE.search(source) and not low.endswith(".nwb"):
-        return "dandi"
-    if low.endswith(EEG_SUFFIXES):
-        return "eeg"
-    return "nwb"
+    """'dandi', 'eeg' or 'nwb' for a SOURCE argument (:func:`nwb_lrnn.io.source_kind`)."""
+    from .io.sources import source_kind as kind
+
+    return kind(source)
 
 
 def load_eeg(path: str | Path, *, preprocessing: str = "zscore", bin_size: float | None = None):
-    """Read an EEG file into BinnedData ('paper': :func:`~nwb_lrnn.io.preprocess_eeg_paper`,
-    'zscore': :func:`~nwb_lrnn.io.from_mne` on the EEG channels), optionally resampled to
-    ``1 / bin_size``."""
-    import mne
+    """Read an EEG file into BinnedData (:func:`nwb_lrnn.io.read`)."""
+    from .io.sources import read
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"EEG file not found: {path}")
-    try:
-        raw = mne.io.read_raw(str(path), preload=True, verbose="error")
-    except (ValueError, RuntimeError, NotImplementedError) as err:
-        raise CLIError(f"MNE cannot read {path}: {err}") from None
-    if bin_size:
-        raw.resample(1.0 / bin_size, verbose="error")
-    if preprocessing == "paper":
-        from .io import preprocess_eeg_paper
-
-        data = preprocess_eeg_paper(raw, verbose="error")
-    else:
-        from .io import from_mne
-
-        data = from_mne(raw, picks="eeg", verbose="error")
-    data.provenance.setdefault("filename", str(path))
-    return data
+    return read(path, bin_size=bin_size, eeg_preprocessing=preprocessing)
 
 
 def load_source(args: argparse.Namespace):
-    """Read SOURCE into BinnedData as the options say."""
+    """Read SOURCE into BinnedData as the options say (:func:`nwb_lrnn.io.read`; several
+    sessions of a dandiset are merged here, :func:`_fit` fits them one by one)."""
+    from .io import NWBReadError
+    from .io.sources import read
+
     kind = source_kind(args.source)
-    if kind == "eeg":
-        return load_eeg(args.source, preprocessing=getattr(args, "eeg_preprocessing", "zscore"),
-                        bin_size=args.bin_size)
-    bin_size = args.bin_size or 0.02
-    if kind == "dandi":
-        from .io import read_dandi
-
-        return read_dandi(args.source, asset=args.asset, bin_size=bin_size, merge=True,
-                          api_url=getattr(args, "api_url", None),
-                          cache_dir=getattr(args, "cache_dir", None))
-    from .io import NWBReadError, read_nwb
-
+    extra = {"merge": True} if kind == "dandi" else {}
     try:
-        return read_nwb(args.source, bin_size=bin_size)
+        return read(args.source, bin_size=args.bin_size or (None if kind == "eeg" else 0.02),
+                    asset=getattr(args, "asset", None),
+                    eeg_preprocessing=getattr(args, "eeg_preprocessing", "zscore"),
+                    api_url=getattr(args, "api_url", None),
+                    cache_dir=getattr(args, "cache_dir", None), **extra)
     except NWBReadError as err:
         if "HDF5 signature" not in str(err):
             raise

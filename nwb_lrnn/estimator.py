@@ -477,6 +477,14 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                              "(e.g. an array's last axis).")
         if isinstance(data, BinnedData):
             return data
+        if isinstance(data, (str, os.PathLike)):  # a file: the one reader of the package
+            from .io.sources import read
+
+            got = read(data)
+            if isinstance(got, list):
+                raise ValueError(f"{name} {os.fspath(data)!r} holds {len(got)} sessions; fit "
+                                 "them one by one (read them with nwb_lrnn.io.read).")
+            return got
         if _is_mne(data):
             try:
                 from .io import from_mne  # available once the MNE reader lands

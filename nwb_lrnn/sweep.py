@@ -56,7 +56,6 @@ _META_FILE = "fit.json"
 #: columns of :attr:`SweepResult.table` besides the parameters
 _BOOK_COLUMNS = ("trial_id", "session", "status", "nwb_path", "seconds", "epochs",
                  "start_epoch", "restored", "error")
-_EEG_SUFFIXES = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".gdf", ".cnt")
 
 
 def _import_ray():
@@ -152,24 +151,15 @@ def load_source(src: Any, read_kwargs: Mapping[str, Any] | None = None) -> Binne
         target = src.get("path") or src.get("url")
     else:
         target = str(src)
-    from . import io
+    from .io.sources import read, source_kind
 
     if isinstance(src, Mapping) and "dandiset" in src:
-        dandiset = kw.pop("dandiset")
-        _need_bin_size(kw, dandiset)
-        out = io.read_dandi(dandiset, **kw)
-    elif target.upper().startswith("DANDI:"):
+        target = kw.pop("dandiset")
+    if source_kind(target) != "eeg":
         _need_bin_size(kw, target)
-        out = io.read_dandi(target, **kw)
-    elif target.lower().endswith(_EEG_SUFFIXES):
-        import mne
-
-        kw.pop("bin_size", None)
-        raw = mne.io.read_raw(target, preload=True, verbose="error")
-        out = io.from_mne(raw, **kw)
     else:
-        _need_bin_size(kw, target)
-        out = io.read_nwb(target, **kw)
+        kw.pop("bin_size", None)  # EEG keeps its own rate (one latent step per sample)
+    out = read(target, **kw)
     if isinstance(out, list):
         raise ValueError(f"source {target or src!r} selects {len(out)} sessions; give one "
                          "asset per source (list them to run one task per session).")

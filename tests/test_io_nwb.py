@@ -211,3 +211,27 @@ def test_binning_edges_and_memory_refusal():
     np.testing.assert_array_equal(multi[:, :, 0], [[1, 2], [2, 1]])
     with pytest.raises(MemoryError, match=r"would need .* GiB .*use a larger bin_size"):
         bin_spike_times([t] * 1000, bin_size=1e-4, starts=0.0, n_bins=10**9)
+
+
+def test_one_reader_for_every_source(tmp_path):
+    """nwb_lrnn.io.read dispatches by source (one suffix table), and fit("file") uses it."""
+    from pathlib import Path
+
+    from nwb_lrnn import LowRankRNN
+    from nwb_lrnn.io import read, source_kind
+
+    assert source_kind("DANDI:000128/0.220113.0408") == "dandi"
+    assert source_kind("x.EDF") == "eeg" and source_kind("x.fif.gz") == "eeg"
+    assert source_kind("https://host/sub-1.nwb") == "nwb"
+    nwb = Path(__file__).parent / "data" / "A8604-211122.nwb"
+    with pytest.raises(ValueError, match="needs a bin size"):
+        read(nwb)
+    data = read(nwb, bin_size=0.1, time_range=(0.0, 30.0))
+    np.testing.assert_array_equal(
+        data.values, read_nwb(nwb, bin_size=0.1, time_range=(0.0, 30.0)).values)
+    edf = Path(__file__).parents[1] / "nwb_lrnn" / "sample_data" / "S001R01.edf"
+    eeg = read(edf)
+    assert eeg.n_channels == 64 and eeg.bin_size == pytest.approx(1 / 160)
+    est = LowRankRNN(rank=1, n_units=4, max_epochs=1, n_particles=2, window=20,
+                     steps_per_epoch=1, verbose=False, stability_check=0).fit(str(edf))
+    assert est.n_features_in_ == 64

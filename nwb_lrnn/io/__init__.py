@@ -21,6 +21,7 @@ _NAMES = {
     "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
     "summarize_fit": ".fit_nwb",
     "from_pynapple": ".pynap", "to_pynapple": ".pynap",
+    "read": ".sources", "source_kind": ".sources", "EEG_SUFFIXES": ".sources",
 }
 
 __all__ = sorted(_NAMES)
