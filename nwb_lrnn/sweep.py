@@ -581,11 +581,11 @@ class SweepResult:
             payload["best_by_session"] = []
         payload["best"] = (payload["best_by_session"][0]
                            if len(payload["best_by_session"]) == 1 else None)
+        from ._atomic import atomic_write_bytes
+
         for path, text in ((csv_path, self.table.to_csv(index=False)),
                            (json_path, json.dumps(payload, indent=1))):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, text.encode(), suffix=".tmp")
         return csv_path, json_path
 
     @classmethod

@@ -21,7 +21,7 @@ def _layer_of(rel: str) -> str:
     parts = [p.removesuffix(".py") for p in rel.split("/")]
     if parts[0] in ("model", "inference", "io", "analysis"):
         return parts[0]
-    if parts[0] in ("_validate", "data", "_threads", "_version"):
+    if parts[0] in ("_validate", "data", "_threads", "_version", "_atomic"):
         return "base"
     return "estimator" if parts[0] == "estimator" else "app"
 

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -439,20 +438,10 @@ def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, fingerprin
               "has_best": best_vals is not None,
               "fingerprint": None if fingerprint is None else dict(fingerprint)}
     arrays["header"] = np.frombuffer(json.dumps(header, default=float).encode(), dtype=np.uint8)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .._atomic import atomic_file
+
+    with atomic_file(os.fspath(path), prefix=".ckpt-", suffix=".npz", fsync=True) as fh:
+        np.savez(fh, **arrays)
 
 
 def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=None):

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -86,19 +85,11 @@ def _retry_after(resp) -> float | None:
         return None
 
 
-@contextlib.contextmanager
 def _atomic_file(path: Path, prefix: str):
-    """A binary file opened beside ``path`` that replaces ``path`` atomically when the block
-    ends without error, and is removed otherwise (no partial file is ever left at ``path``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """The package's atomic write (:func:`nwb_lrnn._atomic.atomic_file`)."""
+    from .._atomic import atomic_file
+
+    return atomic_file(path, prefix=prefix)
 
 
 def _check_url(url) -> str:
@@ -715,7 +706,7 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
                                   f"on the disk of {path}.")
         h = hashlib.sha256()
         try:
-            with _atomic_file(path, f".{path.name}.") as fh:
+            with _atomic_file(path, f".{path.name}.") as fh:  # fsync'd below
                 n = 0
                 last = time.monotonic()
                 while True:
