@@ -275,3 +275,15 @@ def test_divergent_generation_is_a_clear_error():
         est = LowRankRNN.from_parameters(**kw, **extra)
         with pytest.raises(ValueError, match="diverged.*unstable"):
             est.sample(1, 2000)
+
+
+def test_from_parameters_takes_numpy_and_torch_dtypes():
+    import torch
+
+    kw = dict(U=np.ones((4, 1)), V=np.ones((1, 4)) / 8, decay=0.5)
+    for dt in (np.float64, np.dtype("float64"), torch.float64, "float64"):
+        assert LowRankRNN.from_parameters(**kw, dtype=dt).parameters_["U"].dtype == np.float64
+    assert LowRankRNN.from_parameters(**kw, dtype=np.float32).parameters_["U"].dtype == \
+        np.float32
+    with pytest.raises(ValueError, match="dtype"):
+        LowRankRNN.from_parameters(**kw, dtype=np.int32)
