@@ -162,8 +162,13 @@ def _dandi_sessions(args: argparse.Namespace) -> list:
 
 
 def _session_out(folder: Path, data) -> Path:
-    """``<asset file name without .nwb>_lrnn.nwb`` in ``folder``."""
-    name = Path(str(data.provenance.get("asset_path") or "session")).name
+    """``<asset path without .nwb, / as _>_lrnn.nwb`` in ``folder`` (the whole path: two
+    subjects may have files of the same name)."""
+    name = str(data.provenance.get("asset_path") or "session").strip("/")
+    if "/" in name and Path(name).name.startswith(Path(name).parts[0]):
+        name = Path(name).name  # sub-a/sub-a_ses-1.nwb: the file name already says sub-a
+    else:
+        name = name.replace("/", "_")
     stem = name[:-4] if name.lower().endswith(".nwb") else name
     safe = re.sub(r"[^\w.-]+", "_", stem) or "session"
     return folder / f"{safe}_lrnn.nwb"
@@ -179,6 +184,9 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
         raise CLIError(f"{args.source} selects {len(sessions)} sessions: --out must be a "
                        f"folder for their results files, got {folder}.")
     outs = [_session_out(folder, d) for d in sessions]
+    if len(set(outs)) < len(outs):
+        raise CLIError(f"two sessions of {args.source} would write the same results file; "
+                       "select them with --asset and fit them separately.")
     taken = [str(o) for o in outs if o.exists()]
     if taken and not args.overwrite:
         raise CLIError(f"{len(taken)} results file(s) exist ({', '.join(taken[:3])}); pass "

@@ -298,3 +298,35 @@ def test_behaviour_reader_refuses_a_file_pointing_outside(tmp_path):
                                               h5py.ExternalLink("/etc/hostname", "/x")))
     with pytest.raises(NWBReadError, match="external link"):
         read_behavior(path, "anything", bin_size=0.1)
+
+
+def test_json_of_escaped_quotes_is_checked_in_linear_time(fit_file, tmp_path):
+    import time
+
+    def edit(f, g):
+        g.attrs["source"] = "[" * 65 + '"' + '\\"' * 1_000_000
+
+    path = _crafted(fit_file, tmp_path, edit)
+    t0 = time.monotonic()
+    with pytest.raises(FitFileError, match="source"):
+        read_fit(path)
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_fan_out_of_soft_links_is_cut_by_one_budget(fit_file, tmp_path):
+    """Each level links to a path through the next level k times: a per-level limit would take
+    k**levels lookups; one budget for the whole lookup refuses it at once."""
+    import time
+
+    def edit(f, g):
+        del f["processing"]
+        for lvl in range(2, 12):
+            nxt = "/" + "/".join([f"L{lvl + 1}"] * 3) if lvl < 11 else "/"
+            f[f"L{lvl}"] = h5py.SoftLink(nxt)
+        f["processing"] = h5py.SoftLink("/" + "/".join(["L2"] * 3))
+
+    path = _crafted(fit_file, tmp_path, edit)
+    t0 = time.monotonic()
+    with pytest.raises(FitFileError, match="soft links"):
+        read_fit(path)
+    assert time.monotonic() - t0 < 10

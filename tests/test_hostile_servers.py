@@ -96,7 +96,8 @@ def test_429_with_retry_after_is_waited_for(srv):
 
 
 @pytest.mark.parametrize("location", ["LOCAL", "file://LOCAL", "ftp://127.0.0.1:21/x.nwb",
-                                      "gopher://127.0.0.1:70/x"])
+                                      "gopher://127.0.0.1:70/x", "http://127.0.0.1:99999/x",
+                                      "http://127.0.0.1:abc/x"])
 def test_redirects_out_of_http_never_reach_the_local_disk(srv, rec, tmp_path, location):
     local = write_nwbfile(tmp_path / "local_secret.nwb", seed=9)
     srv.redirect_location = location.replace("LOCAL", str(local))
@@ -107,6 +108,8 @@ def test_redirects_out_of_http_never_reach_the_local_disk(srv, rec, tmp_path, lo
     if location == "LOCAL":  # a path is a relative URL on the same host: 404 there
         assert "HTTP 404" in msg
         assert any(path == str(local) for _, path, _ in srv.headers_seen)
+    elif location.startswith("http"):  # a broken URL is a RemoteReadError, not a traceback
+        assert "not a usable URL" in msg or "failed after" in msg
     else:
         assert "not an http(s) URL" in msg
 

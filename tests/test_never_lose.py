@@ -215,9 +215,10 @@ def test_generate_overwrite_never_replaces_a_recording(tmp_path, recording, caps
     before = recording.read_bytes()
     assert main(["generate", str(fit), "--out", str(recording), "--overwrite"]) == 2
     err = capsys.readouterr().err
-    # the fit names its source by file name only (no local paths in shared files), so the
-    # refusal comes from what the file holds
-    assert "holds recorded data (/units)" in err and "Give another --out" in err
+    # the fit names its source by file name and SHA-256 only (no local paths in shared
+    # files): the digest recognises the recording
+    assert "is the recording this fit was made from (same SHA-256)" in err
+    assert "Give another --out" in err
     assert recording.read_bytes() == before
     gen = tmp_path / "gen.nwb"
     assert main(["generate", str(fit), "--out", str(gen)]) == 0
@@ -288,3 +289,19 @@ def test_a_results_file_without_a_subject_says_so(tmp_path, caplog):
                                                        "Homo sapiens", "sex": "U",
                                                        "age": "P0D/"})
     assert "no Subject" not in caplog.text
+
+
+def test_overwrite_refuses_any_hdf5_file_nwb_lrnn_did_not_write(tmp_path, recording):
+    """Processed NWB data (no /units, nothing in /acquisition) and an HDF5 file that cannot
+    be opened are not replaced either."""
+    data = read_nwb(recording, bin_size=0.1)
+    est = _fit(data)
+    processed = tmp_path / "processed.nwb"
+    with h5py.File(processed, "w") as f:
+        f.create_group("processing/ophys").create_dataset("dff", data=[1.0, 2.0])
+    with pytest.raises(FileExistsError, match="NWB/HDF5 data"):
+        write_nwb(est, processed, data=data, overwrite=True)
+    broken = tmp_path / "broken.nwb"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(FileExistsError, match="cannot be opened"):
+        write_nwb(est, broken, data=data, overwrite=True)

@@ -53,7 +53,7 @@ def _where(obj, name: str) -> str:
 
 
 def get(group, name: str, *, label: str, error: type[Exception],
-        allow_external: bool = False, default: Any = _MISSING, _hops: int = 0):
+        allow_external: bool = False, default: Any = _MISSING, _hops: list | None = None):
     """``group[name]``, resolving each link on the path inside this file only.
 
     Hard links are followed; a soft link is resolved by its path, checked the same way (at
@@ -63,9 +63,10 @@ def get(group, name: str, *, label: str, error: type[Exception],
     """
     import h5py
 
-    if _hops > MAX_SOFT_HOPS:
-        raise error(f"{label}: soft links from {_where(group, name)} form a chain longer than "
-                    f"{MAX_SOFT_HOPS} (a cycle?).")
+    hops = [0] if _hops is None else _hops  # one budget for the whole lookup, as HDF5's own
+    if hops[0] > MAX_SOFT_HOPS:
+        raise error(f"{label}: resolving {_where(group, name)} takes more than {MAX_SOFT_HOPS} "
+                    "soft links (a cycle, or a crafted chain); refused.")
     obj = group
     parts = [p for p in name.split("/") if p]
     if name.startswith("/"):
@@ -85,8 +86,9 @@ def get(group, name: str, *, label: str, error: type[Exception],
         if isinstance(link, h5py.HardLink):
             target = obj[part]
         elif isinstance(link, h5py.SoftLink):
+            hops[0] += 1
             target = get(obj, link.path, label=label, error=error,
-                         allow_external=allow_external, default=default, _hops=_hops + 1)
+                         allow_external=allow_external, default=default, _hops=hops)
             if target is default:
                 return default
         elif isinstance(link, h5py.ExternalLink):
@@ -151,15 +153,22 @@ def _fmt(n: float) -> str:
 
 
 def read(ds, *, label: str, error: type[Exception], allow_external: bool = False,
-         max_bytes: int | None = None):
+         max_bytes: int | None = None, max_elements: int | None = None):
     """All of ``ds`` as a NumPy array (or scalar), after :func:`check_dataset` and a check that
-    its declared size fits ``max_bytes`` (default: half the memory available now)."""
+    its size — counted at 8 bytes per element at least, what it becomes as float64 — fits
+    ``max_bytes`` and half the memory available now, and that it has at most
+    ``max_elements`` elements."""
     check_dataset(ds, label=label, error=error, allow_external=allow_external)
-    declared = _declared_bytes(ds)
-    limit = max_bytes
-    if limit is None:
-        avail = memory_available()
-        limit = avail // 2 if avail else None
+    n = 1
+    for d in ds.shape or ():
+        n *= int(d)
+    if max_elements is not None and n > max_elements:
+        raise error(f"{label}: the dataset {ds.name} has {n} elements, more than the "
+                    f"{max_elements} expected for it; refused.")
+    declared = n * max(int(ds.dtype.itemsize), 8)
+    avail = memory_available()
+    limits = [x for x in (max_bytes, avail // 2 if avail else None) if x is not None]
+    limit = min(limits) if limits else None
     if limit is not None and declared > limit:
         raise error(f"{label}: the dataset {ds.name} declares shape {ds.shape} "
                     f"({_fmt(declared)}), more than the {_fmt(limit)} allowed for it here.")
@@ -192,18 +201,24 @@ def loads_json(raw: Any, *, label: str, field: str, error: type[Exception],
 
 
 def _depth(text: str) -> int:
-    """Largest bracket nesting of a JSON text, strings skipped (linear time)."""
-    import re
-
-    # drop string literals (with escapes), then keep only brackets
-    stripped = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    """Largest bracket nesting of a JSON text, strings skipped (one linear pass)."""
     depth = best = 0
-    for ch in re.sub(r"[^\[\]{}]", "", stripped):
-        if ch in "[{":
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
             depth += 1
             if depth > best:
                 best = depth
-        else:
+        elif ch in "]}":
             depth -= 1
     return best
 

@@ -387,8 +387,15 @@ def check_replaceable(path: Path, prov: Mapping | None = None, *, shown=None) ->
     FileExistsError naming the file and what it holds.
     """
     shown = shown if shown is not None else path
+    digest = (prov or {}).get("source_sha256")
+    if isinstance(digest, str) and path.is_file() and _sha256(str(path)) == digest:
+        raise FileExistsError(
+            f"{shown} is the recording this fit was made from (same SHA-256); a results file "
+            "will not replace it (even with overwrite=True). Write the results to another "
+            "path, or add them to the recording with mode='append' (CLI: --append), which "
+            "keeps its data.")
     for src in _local_sources(prov or {}):
-        if _same_file(src, path):
+        if os.path.isabs(src) and _same_file(src, path):
             raise FileExistsError(
                 f"{shown} is the recording this fit was made from; a results file will not "
                 "replace it (even with overwrite=True). Write the results to another path, or "
@@ -403,21 +410,26 @@ def check_replaceable(path: Path, prov: Mapping | None = None, *, shown=None) ->
 
 
 def _recorded_data(path: Path) -> str:
-    """What recorded data an existing NWB file holds ('' for none, non-HDF5 files and nwb_lrnn
-    results files)."""
+    """What in an existing file forbids replacing it ('' when it may be replaced: an empty
+    file, an nwb_lrnn results file, or a file that is not HDF5). An HDF5 file that nwb_lrnn
+    did not write, or that cannot be opened (locked, damaged), is never replaced."""
     import h5py
 
     try:
         with open(path, "rb") as fh:
-            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-                return ""
+            head = fh.read(8)
+    except OSError as err:
+        return f"a file that cannot be read ({err.strerror or err})"
+    if head != b"\x89HDF\r\n\x1a\n":
+        return ""
+    try:
         f = h5py.File(path, "r")
     except OSError:
-        return ""
+        return "an HDF5 file that cannot be opened (in use or damaged)"
     with f:
         script = f.get("general/source_script")
-        if script is not None and _text(script.attrs.get("file_name", "")) == \
-                "nwb_lrnn.io.write_nwb":
+        if isinstance(script, h5py.Dataset) and _text(script.attrs.get("file_name", "")) == \
+                "nwb_lrnn.io.write_nwb" and f.get("units", getlink=True) is None:
             return ""
         held = []
         if f.get("units", getlink=True) is not None:
@@ -425,7 +437,7 @@ def _recorded_data(path: Path) -> str:
         acq = f.get("acquisition")
         if isinstance(acq, h5py.Group) and len(acq):
             held.append(f"{len(acq)} object(s) in /acquisition")
-        return ", ".join(held)
+        return ", ".join(held) or "NWB/HDF5 data"
 
 
 def _objects_nbytes(objects) -> int:
@@ -571,7 +583,10 @@ def _isolated(write, tmp: Path, shown) -> None:
     kind = FitFileError if name == "FitFileError" else getattr(builtins, name, None)
     if not (isinstance(kind, type) and issubclass(kind, BaseException)):
         kind = OSError
-    err = kind(msg)  # the child's error: same class and message
+    try:
+        err = kind(msg)  # the child's error: same class and message
+    except TypeError:  # an exception class that needs other arguments
+        err = OSError(msg)
     if isinstance(err, OSError):
         err.errno = rep.get("errno") if isinstance(rep.get("errno"), int) else None
     raise err
@@ -790,6 +805,9 @@ def store_fixed_points(path: str | os.PathLike, fixed_points, *,
         import h5py
         from pynwb import NWBHDF5IO
 
+        from .nwb import check_self_contained
+
+        check_self_contained(tmp)  # pynwb reads the whole file: nothing outside it
         with h5py.File(tmp, "a") as h:
             grp = h["processing"][module]
             if "fixed_points" in grp:
@@ -967,6 +985,9 @@ def _write_new(tmp: Path, objects, module_name, prov, meta, session_description,
 def _append(tmp: Path, objects, module_name, description, data=None):
     from pynwb import NWBHDF5IO
 
+    from .nwb import check_self_contained
+
+    check_self_contained(tmp)  # pynwb reads the whole file: nothing outside it
     load_extension()
     with NWBHDF5IO(str(tmp), "a", load_namespaces=True) as io:
         nwb = io.read()
@@ -1065,12 +1086,17 @@ def _check_sizes(exported: dict, path) -> None:
     crafted ``n_units`` cannot make the model allocate before its parameters are checked."""
     dims = [int(n) for v in exported["state"].values() for n in np.shape(v)] or [0]
     cfg = json.loads(exported["model_config"])
-    for key in ("n_units", "n_channels", "rank", "n_inputs"):
-        v = cfg.get(key)
+    est = json.loads(exported["estimator_params"])
+    checks = [(k, cfg.get(k)) for k in ("n_units", "n_channels", "rank", "n_inputs")]
+    if any(k.startswith("proposal.") for k in exported["state"]):  # a trained encoder
+        checks += [(k, est.get(k)) for k in ("encoder_hidden", "encoder_kernel")]
+    checks.append(("n_particles", est.get("n_particles")))
+    for key, v in checks:
         if v is None:
             continue
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= max(dims):
-            raise FitFileError(f"{path}: the model setting {key}={v!r:.40} does not match the "
+        limit = max(dims) if key != "n_particles" else 1 << 20
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limit:
+            raise FitFileError(f"{path}: the setting {key}={v!r:.40} does not match the "
                                f"stored parameters (largest dimension {max(dims)}).")
 
 
@@ -1107,7 +1133,8 @@ def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) ->
             return _h5.get(where, name, label=label, error=FitFileError, default=None)
 
         def read(obj):
-            return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES)
+            return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES,
+                            max_elements=_MAX_ROWS)
 
         def floats(name, where=group):
             obj = child(name, where)
@@ -1120,13 +1147,20 @@ def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) ->
 
         train, val = floats("training_bound"), floats("validation_bound")
         metrics = []
+        import h5py
+
+        def dataset(name, where):
+            obj = child(name, where)
+            return obj if isinstance(obj, h5py.Dataset) else None
+
         table = child("metrics", module)
-        if table is not None and {"metric", "value", "split"} <= set(table.keys()):
+        if isinstance(table, h5py.Group) and all(
+                dataset(k, table) is not None for k in ("metric", "value", "split")):
             metrics = list(zip(texts(child("metric", table)), floats("value", table),
                                texts(child("split", table)), strict=False))
         fixed = None
         table = child("fixed_points", module)
-        if table is not None and "stability" in table:
+        if isinstance(table, h5py.Group) and dataset("stability", table) is not None:
             fixed = {}
             for kind in texts(child("stability", table)):
                 fixed[kind] = fixed.get(kind, 0) + 1
@@ -1147,6 +1181,7 @@ def summarize_fit(path: str | os.PathLike, *, module_name: str | None = None) ->
 # a fit's own tables (bounds, metrics, fixed points, parameters) are small; a file declaring
 # more is refused before anything is allocated
 _MAX_TABLE_BYTES = 1 << 30
+_MAX_ROWS = 10_000_000  # epochs, metrics, fixed points, state tensors: far more than any fit
 
 
 def _find_model_group(f, path, module_name):
@@ -1155,14 +1190,16 @@ def _find_model_group(f, path, module_name):
     def child(where, name):
         return _h5.get(where, name, label=label, error=FitFileError, default=None)
 
+    import h5py
+
     proc = child(f, "processing")
     found = []
-    if proc is not None:
+    if isinstance(proc, h5py.Group):
         for mname in proc.keys():
             if module_name is not None and mname != module_name:
                 continue
             mod = child(proc, mname)
-            if mod is None or not hasattr(mod, "keys"):
+            if not isinstance(mod, h5py.Group):
                 continue
             for oname in mod.keys():
                 obj = child(mod, oname)
@@ -1183,7 +1220,8 @@ def _read_model_group(g, path) -> dict[str, Any]:
         obj = _h5.get(g, name, label=label, error=FitFileError, default=None)
         if obj is None:
             raise FitFileError(f"{path}: the model group {g.name} has no dataset {name!r}.")
-        return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES)
+        return _h5.read(obj, label=label, error=FitFileError, max_bytes=_MAX_TABLE_BYTES,
+                        max_elements=None if name == "state_values" else _MAX_ROWS)
 
     def attr(name):
         if name not in g.attrs:

@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import io
 import json
+import math
 import os
 import re
 import threading
@@ -40,6 +41,7 @@ _MAX_BLOCKS_PER_REQUEST = 256
 _MEMORY_CACHE_BYTES = 64 * 2**20
 _USER_AGENT = "nwb_lrnn-remote/1"
 _MAX_RETRY_AFTER = 30.0  # seconds waited at most when a server answers 429 with Retry-After
+_MIN_RATE = 1024  # bytes/s below which a download counts as stalled (after `timeout` s)
 # headers that carry credentials: sent to the host they were given for, never after a redirect
 # to another host (DANDI's download redirects to signed storage URLs that need none)
 _CREDENTIALS = ("authorization", "cookie")
@@ -80,9 +82,12 @@ def _redact(url: str) -> str:
 def _retry_after(resp) -> float | None:
     value = resp.getheader("Retry-After")
     try:
-        return min(max(float(value), 0.0), _MAX_RETRY_AFTER) if value is not None else None
+        wait = float(value) if value is not None else None
     except ValueError:
         return None
+    if wait is None or not math.isfinite(wait):
+        return None
+    return min(max(wait, 0.0), _MAX_RETRY_AFTER)
 
 
 def _atomic_file(path: Path, prefix: str):
@@ -139,12 +144,41 @@ class _Connection:
             self._conns[key] = conn
         return conn, proxy is not None and scheme == "http"
 
+    def _arm(self, conn, deadline: float | None) -> None:
+        """Shut ``conn``'s socket when ``deadline`` passes, so that no read — headers fed one
+        byte at a time included — outlives it (the per-recv timeout alone does not bound a
+        slow sender)."""
+        old = getattr(self, "_timer", None)
+        if old is not None:
+            old.cancel()
+        self._timer = None
+        if deadline is None:
+            return
+
+        def fire():
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    import socket
+
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.0) + 0.05, fire)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
     def drop(self, scheme: str, netloc: str) -> None:
         conn = self._conns.pop((scheme, netloc), None)
         if conn is not None:
             conn.close()
 
     def close(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
@@ -160,14 +194,21 @@ class _Connection:
         Credential headers go only to ``auth_host`` (default: the host of ``url``).
         """
         first_host = auth_host if auth_host is not None else urlsplit(url).netloc
+        first_scheme = urlsplit(url).scheme
         for _ in range(_MAX_REDIRECTS + 1):
             parts = urlsplit(url)
-            if parts.netloc != first_host:
+            if parts.netloc != first_host or (first_scheme == "https"
+                                               and parts.scheme != "https"):
                 headers = {k: v for k, v in headers.items()
                            if k.lower() not in _CREDENTIALS}
             for fresh in (False, True):
                 reused = (parts.scheme, parts.netloc) in self._conns
-                conn, absolute = self._get(parts.scheme, parts.netloc)
+                try:
+                    conn, absolute = self._get(parts.scheme, parts.netloc)
+                except (http.client.InvalidURL, ValueError, OverflowError) as err:
+                    raise RemoteReadError(f"{_redact(url)} is not a usable URL ({err}); "
+                                          "refused.") from None
+                self._arm(conn, deadline)
                 path = url if absolute else (parts.path or "/") + (
                     "?" + parts.query if parts.query else "")
                 _set_timeout(conn, self.timeout, deadline, url)
@@ -175,7 +216,10 @@ class _Connection:
                     conn.request(method, path, headers={"User-Agent": _USER_AGENT, **headers})
                     resp = conn.getresponse()
                     break
-                except (OSError, http.client.HTTPException) as err:
+                except (OSError, http.client.HTTPException, OverflowError) as err:
+                    if isinstance(err, (http.client.InvalidURL, OverflowError)):
+                        raise RemoteReadError(f"{_redact(url)} is not a usable URL ({err}); "
+                                              "refused.") from None
                     self.drop(parts.scheme, parts.netloc)
                     # a kept-alive connection the server closed meanwhile: reconnect at once
                     if reused and not fresh and isinstance(err, (
@@ -290,6 +334,7 @@ def _read_exact(resp, n: int, deadline: float | None = None, url: str = "",
             _check_deadline(deadline, url)
             raise _Retryable(f"connection dropped while reading the body: {err}") from None
         if not chunk:
+            _check_deadline(deadline, url)
             raise _Retryable(f"connection dropped after {len(buf)} of {n} body bytes")
         buf += chunk
     if getattr(resp, "length", None) == 0:
@@ -680,7 +725,7 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
     if path.exists() and not overwrite:
         if want is None or verified_sha256(path) == want:
             return path
-        path.unlink()  # a damaged or tampered cache entry is dropped, then fetched again
+        # a damaged or tampered copy: fetched again and replaced atomically (kept if that fails)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = _Connection(timeout)
 
@@ -708,7 +753,7 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
         try:
             with _atomic_file(path, f".{path.name}.") as fh:  # fsync'd below
                 n = 0
-                last = time.monotonic()
+                last = t_start = time.monotonic()
                 while True:
                     try:
                         chunk = resp.read1(1 << 20)
@@ -717,9 +762,11 @@ def download(url: str, path, *, overwrite: bool = False, retries: int = 3,
                     if not chunk:
                         break
                     now = time.monotonic()
-                    if now - last > timeout:
-                        raise RemoteReadError(f"{_redact(url)}: the transfer stalled for more "
-                                              f"than {timeout:g} s; gave up.")
+                    if now - last > timeout or (now - t_start > timeout
+                                                and n / (now - t_start) < _MIN_RATE):
+                        raise RemoteReadError(f"{_redact(url)}: the transfer stalled (less "
+                                              f"than {_MIN_RATE} bytes/s over {timeout:g} s); "
+                                              "gave up.")
                     last = now
                     n += len(chunk)
                     if n > cap:
