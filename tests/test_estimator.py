@@ -214,7 +214,12 @@ def test_bad_data_raise_clear_errors():
     with pytest.raises(ValueError, match="NaN"):
         est.fit(np.full((2, 10, 3), np.nan))
     with pytest.raises(TypeError, match="BinnedData, an MNE Raw/Epochs or an array"):
+        est.fit({"not": "data"})
+    # a path goes through nwb_lrnn.io.read: spikes need a bin size, a missing file is named
+    with pytest.raises(ValueError, match="needs a bin size"):
         est.fit("recording.nwb")
+    with pytest.raises(FileNotFoundError, match="missing.edf"):
+        est.fit("missing.edf")
     cont = BinnedData(np.random.default_rng(0).normal(size=(2, 10, 3)), 0.01, "continuous")
     with pytest.raises(ValueError, match="observation='poisson' needs spike counts"):
         LowRankRNN(rank=1, n_units=4, observation="poisson").fit(cont)
