@@ -40,14 +40,9 @@ def check_memory(n_elements: int, itemsize: int = 4, *, what: str = "the binned 
 
 
 def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 32 * 2**30
+    from ._hdf5 import memory_available  # the one reader of MemAvailable
+
+    return memory_available() or 32 * 2**30
 
 
 def bin_spike_times(spike_times: Sequence[np.ndarray], *, bin_size: float,
