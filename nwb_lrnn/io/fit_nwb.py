@@ -279,7 +279,8 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     if mode == "append" and not path.is_file():
         raise FileNotFoundError(f"mode='append' needs an existing NWB file, {path} not found.")
     if data is not None:
-        estimator._check_compatible(estimator._as_data(data))
+        data = estimator._as_data(data)  # once: MNE input is read and z-scored here only
+        estimator._check_compatible(data)
     if "latents" in include and data is None:
         logger.info("no data given: posterior latents are not written")
     prov = _provenance(data) if data is not None else {}
@@ -322,9 +323,8 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
                                                      session_description, description),
                       copy=False, exclusive=not overwrite, shown=path, need=need)
     else:
-        data_b = estimator._as_data(data) if data is not None else None
         before = _nwb_version(target)
-        linked = data_b if data_b is not None and any(
+        linked = data if data is not None and any(
             _same_file(src, target) for src in linked_sources) else None
         _atomic_write(target, lambda tmp: _append(tmp, objects, module_name, description,
                                                   linked),
@@ -881,8 +881,6 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
                    random_state, fixed_points, metrics) -> list:
     objects = [_model_group(est, exported, description, prov)] if "model" in include else []
     bin_size = float(est.bin_size_)
-    if data is not None:
-        data = est._as_data(data)
     if "latents" in include and data is not None:
         mean, sd = est.transform(data, return_std=True, n_runs=4)
         d, ts, idx = _concat_trials(mean, data.start_times, bin_size)
