@@ -12,6 +12,7 @@ analysis latents of the same dimension.
 
     .venv/bin/python benchmarks/bench_real.py FILE [--ranks 2 3 4 5] [--epochs 150]
         [--bin-size 0.05] [--behavior hand_vel] [--units 64] [--threads 1]
+        [--paper]   # the paper's EEG training recipe (N=512, K=10, full noise, 1e-3 -> 1e-6)
 
 Run by hand (one fit at a time; a few minutes per rank for a 100-neuron, 1-hour session).
 """
@@ -34,11 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--particles", type=int, default=32)
     ap.add_argument("--bin-size", type=float, default=None)
     ap.add_argument("--window", type=int, default=None)
+    ap.add_argument("--steps-per-epoch", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-2, help="initial learning rate")
+    ap.add_argument("--lr-final", type=float, default=1e-3)
+    ap.add_argument("--noise-cov", choices=("diag", "full"), default="diag")
+    ap.add_argument("--paper", action="store_true",
+                    help="the paper's EEG recipe: 512 units, 10 particles, batch 10, windows "
+                         "of 50, 50 steps an epoch, full latent noise, Adam 1e-3 -> 1e-6 "
+                         "(give --epochs; the paper ran 1500)")
     ap.add_argument("--k", type=int, default=5, help="horizon of the k-step prediction")
     ap.add_argument("--behavior", help="NWB behaviour series to decode (e.g. hand_vel)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.paper:
+        args.units, args.particles, args.batch_size, args.window = 512, 10, 10, 50
+        args.steps_per_epoch, args.noise_cov, args.lr, args.lr_final = 50, "full", 1e-3, 1e-6
 
     import nwb_lrnn
     from nwb_lrnn.baselines import compare_to_baselines, fa_latents, format_comparison, pca_latents
@@ -59,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     for rank in args.ranks:
         est = nwb_lrnn.LowRankRNN(
             rank=rank, n_units=args.units, n_particles=args.particles, max_epochs=args.epochs,
-            window=args.window or (100 if long else None), steps_per_epoch=50 if long else None,
-            validation_fraction=0.2, random_state=args.seed, verbose=False)
+            window=args.window or (100 if long else None),
+            steps_per_epoch=args.steps_per_epoch or (50 if long else None),
+            batch_size=args.batch_size, learning_rate=args.lr, lr_final=args.lr_final,
+            noise_cov=args.noise_cov, validation_fraction=0.2, random_state=args.seed,
+            verbose=False)
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

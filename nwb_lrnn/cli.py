@@ -251,10 +251,13 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     include = ("model", "latents", "generated", "metrics")
     if est.stable_ is False:  # keep the fit: store no surrogate data from diverging dynamics
         include = tuple(x for x in include if x != "generated")
+    h = est.history_
     print(f"  fitted in {dt:.1f} s: SMC bound per time step at the last epoch "
-          f"{est.history_.train_bound[-1]:.4f}"
-          + (f" (validation {est.history_.val_bound[-1]:.4f})" if est.history_.val_bound
-             else ""))
+          f"{h.train_bound[-1]:.4f}"
+          + (f" (validation {h.val_bound[-1]:.4f})" if h.val_bound else ""))
+    if h.val_bound and est.restore_best and 0 <= h.best_epoch < len(h.val_bound) - 1:
+        print(f"  kept the parameters of epoch {h.best_epoch + 1} of {len(h.val_bound)}, the "
+              f"best validation bound ({h.val_bound[h.best_epoch]:.4f})")
     print(f"  {stability_line(est)}")
     metrics = _baseline_metrics(est, data, args)
     try:
@@ -346,11 +349,19 @@ def stability_line(est) -> str:
     r = getattr(est, "stability_", None)
     if not r:
         return "generation: not checked (stability_check=0)"
+    sr = r.get("scale_ratio")
+    scale = f"; scale {sr:.2f}x the data's" if sr is not None else ""
     if r["stable"]:
         return (f"generation: bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
-                f"|z| {r['ratio']:.2f}x the data's)")
+                f"|z| {r['ratio']:.2f}x the data's{scale})")
+    if r.get("first_step_out") is None and sr is not None and not (
+            1 / r["scale_factor"] <= sr <= r["scale_factor"]):
+        return (f"generation: OFF SCALE over {r['n_time']} steps x {r['n_trials']} runs "
+                f"(bounded, largest |z| {r['ratio']:.2f}x the data's, but the generated data's "
+                f"scale is {sr:.3g}x the data's); no surrogate data stored. Refit with a lower "
+                "--lr, more --epochs or a lower --rank.")
     return (f"generation: NOT bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
-            f"|z| {r['ratio']:.3g}x the data's); no surrogate data stored. Refit with "
+            f"|z| {r['ratio']:.3g}x the data's{scale}); no surrogate data stored. Refit with "
             f"--nonlinearity clipped_relu, a lower --lr or more --epochs.")
 
 

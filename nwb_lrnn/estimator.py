@@ -49,6 +49,12 @@ AUTO_WINDOW_ABOVE, AUTO_WINDOW, AUTO_STEPS = 1000, 100, 50
 """Sequences longer than AUTO_WINDOW_ABOVE bins train on random AUTO_WINDOW-bin windows,
 AUTO_STEPS optimiser steps an epoch, unless ``window`` is given."""
 REF_BINS = 4000
+SCALE_FACTOR = 3.0
+"""The generation check also fails when the generated data's scale (continuous: the SD of each
+channel; counts: each channel's mean count), median over channels, is more than this factor
+away from the data's: a failed rank-16 EEG fit kept its latents within 2.4x the data's range
+while its observations were off scale (held-out D_stsp 343 against 2.5 for a working fit)."""
+SCALE_ELEMENTS = 4_000_000  # generated values the scale check looks at (a strided subsample)
 BOUND_FACTOR = 10.0
 """A simulated latent beyond this many times the data's largest posterior |z| counts as
 divergence (:meth:`LowRankRNN.check_generation`)."""
@@ -58,6 +64,19 @@ _UNSTABLE = ("the fitted model's generated activity is not bounded: simulated fo
              "{nl!r}), a lower learning_rate, more epochs or validation-based early stopping "
              "(validation_fraction=0.2, patience=20); find_fixed_points(est) shows the "
              "unstable directions.")
+_OFF_SCALE = ("the fitted model's generated activity does not look like the data: simulated "
+              "for {steps} steps ({n} runs), {what}. Its samples will not look like the data. "
+              "Check the training curve (did the bound converge?), try a lower learning_rate, "
+              "more epochs, a lower rank or validation-based early stopping "
+              "(validation_fraction=0.2).")
+
+
+def _channel_scale(values: np.ndarray, kind: str) -> np.ndarray:
+    """Each channel's SD (continuous) or mean count (counts) over trials and time; NaN-aware."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1, values.shape[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a channel of NaN only
+        return np.nanmean(v, 0) if kind == "counts" else np.nanstd(v, 0)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -280,9 +299,14 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         ``AUTO_WINDOW`` = 100 bins (logged); a particle filter over a whole 50 000-bin
         recording per optimiser step trains slowly and diverged in the first epoch.
     validation_fraction : float
-        Fraction of trials held out to track the validation bound (0: none).
+        Fraction of trials held out to track the validation bound (0: none); for one long
+        recording, its last part.
     patience : int | None
         Early stopping patience in epochs.
+    restore_best : bool
+        With validation data (``validation_fraction`` or ``validation_data``), keep the
+        parameters of the epoch with the best validation bound (``history_.best_epoch``)
+        rather than the last epoch's; logged when they differ.
     grad_clip : float | None
     resampling : {'systematic', 'multinomial'}
     ess_threshold : float | None
@@ -346,6 +370,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                  batch_size: int = 16,
                  steps_per_epoch: int | None = None, window: int | None = None,
                  validation_fraction: float = 0.0, patience: int | None = None,
+                 restore_best: bool = True,
                  grad_clip: float | None = 10.0, resampling: str = "systematic",
                  ess_threshold: float | None = None, noise_cov: str = "diag",
                  decay_per_dim: bool = False, link: str = "softplus", readout: str = "affine",
@@ -368,6 +393,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         self.window = window
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.restore_best = restore_best
         self.grad_clip = grad_clip
         self.resampling = resampling
         self.ess_threshold = ess_threshold
@@ -466,7 +492,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                            lr_final=self.lr_final, grad_clip=self.grad_clip,
                            batch_size=self.batch_size, max_epochs=self.max_epochs,
                            steps_per_epoch=steps, window=window,
-                           patience=self.patience, optimizer=self.optimizer)
+                           patience=self.patience, optimizer=self.optimizer,
+                           restore_best=self.restore_best)
         check_int("encoder_kernel", self.encoder_kernel, min_value=1)
         check_int("encoder_hidden", self.encoder_hidden, min_value=1)
         return mcfg, tcfg, prop
@@ -722,7 +749,10 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         ``data`` (its first ``REF_BINS`` = 4000 bins; without data: the range of the last
         check, else 1); the simulation (from the initial-state distribution, with noise) is
         bounded when every latent stays finite and within ``BOUND_FACTOR`` x that range, and every
-        generated count is finite and below 2**24 (where float32 counts stop being exact).
+        generated count is finite and below 2**24 (where float32 counts stop being exact). With
+        ``data``, the generated data's scale is also compared with the data's (continuous: each
+        channel's SD; counts: each channel's mean count; after the run's first tenth): the check
+        fails when the median ratio over channels is beyond ``SCALE_FACTOR`` = 3 either way.
         Sets ``stable_`` and ``stability_`` and returns the latter.
 
         Parameters
@@ -749,7 +779,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         dict with ``stable`` (bool), ``n_trials``, ``n_time`` (steps simulated per trial),
         ``data_max_abs_z`` (the data's latent range), ``max_abs_z`` (largest |z| simulated; inf
         when it diverged), ``ratio`` (the two divided), ``first_step_out`` (first step beyond the
-        bound, or None), ``max_count`` (counts models: the largest count drawn).
+        bound, or None), ``max_count`` (counts models: the largest count drawn), ``scale_ratio``
+        (generated over data scale, median over channels; None without data) and
+        ``scale_ratio_range`` (its smallest and largest value over channels).
 
         Examples
         --------
@@ -764,7 +796,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         n_trials = check_int("n_trials", n_trials, min_value=1)
         max_steps = check_int("max_steps", max_steps, min_value=1)
         n_time = check_int("n_time", n_time, min_value=1, allow_none=True)
-        ref = None
+        ref = data_scale = None
         reference = "the largest |z| of the data's posterior"
         length = 1000
         if data is not None:
@@ -791,6 +823,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                              self._filter(sub, None, random_state, return_particles=True,
                                           batch_size=4)]
                 ref = float(max(np.abs(m).max() for m in means))
+                data_scale = _channel_scale(sub.values, self.kind_)
         if ref is None:
             prev = getattr(self, "stability_", None) or {}
             ref = float(prev.get("data_max_abs_z", 1.0))
@@ -815,16 +848,23 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                 y = self.model_.observation.sample(z, generator=gen)
                 max_count = float(y.max()) if y.numel() else 0.0
                 counts_ok = math.isfinite(max_count) and max_count < MAX_COUNT
+            scale = None
+            if data_scale is not None and bool(torch.isfinite(absz).all()) and counts_ok:
+                scale = self._generated_scale(z, data_scale, gen)
+        scale_ok = scale is None or (1 / SCALE_FACTOR <= scale[0] <= SCALE_FACTOR)
         limit = BOUND_FACTOR * ref
         out_t = (absz > limit).any(0).nonzero()
         first = int(out_t[0]) if len(out_t) else None
         max_abs = float(absz.max())
-        stable = first is None and counts_ok
+        stable = first is None and counts_ok and scale_ok
         report = {"stable": bool(stable), "n_trials": n_trials, "n_time": steps,
                   "data_max_abs_z": ref, "max_abs_z": max_abs, "ratio": max_abs / ref,
                   "first_step_out": first, "bound_factor": BOUND_FACTOR,
                   "reference": reference,
-                  "max_count": max_count}
+                  "max_count": max_count,
+                  "scale_ratio": None if scale is None else scale[0],
+                  "scale_ratio_range": None if scale is None else [scale[1], scale[2]],
+                  "scale_factor": SCALE_FACTOR}
         self.stable_, self.stability_ = bool(stable), dict(report)
         if return_trace:
             report["trace"] = absz.amax(0).cpu().numpy()
@@ -832,12 +872,39 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             warnings.warn(self._unstable_message(), UserWarning, stacklevel=2)
         return report
 
+    def _generated_scale(self, z: torch.Tensor, data_scale: np.ndarray,
+                         gen: torch.Generator) -> tuple[float, float, float] | None:
+        """(median, min, max) over channels of the generated over the data's scale."""
+        n_t = z.shape[1]
+        z = z[:, n_t // 10:]  # past the initial transient
+        c = self.model_config_.n_channels
+        stride = max(1, -(-z.shape[0] * z.shape[1] * c // SCALE_ELEMENTS))
+        z = z[:, ::stride]
+        if self.kind_ == "counts":
+            g = self.model_.observation.mean(z).reshape(-1, c).mean(0)
+        else:
+            g = self.model_.observation.sample(z, generator=gen).reshape(-1, c).std(0)
+        g = g.double().cpu().numpy()
+        keep = np.isfinite(data_scale) & (data_scale > 1e-12)
+        if not keep.any() or not np.isfinite(g[keep]).all():
+            return None
+        ratio = g[keep] / data_scale[keep]
+        return float(np.median(ratio)), float(ratio.min()), float(ratio.max())
+
     def _unstable_message(self) -> str:
         r = self.stability_
-        what = (f"its latents reached {r['ratio']:.3g}x {r.get('reference', 'the data range')} "
-                f"(first beyond step {r['first_step_out']})"
-                if r["first_step_out"] is not None else
-                f"it drew a count of {r['max_count']:.3g} in one bin")
+        if r["first_step_out"] is not None:
+            what = (f"its latents reached {r['ratio']:.3g}x "
+                    f"{r.get('reference', 'the data range')} (first beyond step "
+                    f"{r['first_step_out']})")
+        elif r.get("max_count") is not None and not r["max_count"] < MAX_COUNT:
+            what = f"it drew a count of {r['max_count']:.3g} in one bin"
+        else:
+            unit = "mean count" if self.kind_ == "counts" else "standard deviation"
+            what = (f"its latents stayed bounded but the generated data's {unit} is "
+                    f"{r['scale_ratio']:.3g}x the data's (median over channels; allowed "
+                    f"1/{SCALE_FACTOR:g} to {SCALE_FACTOR:g}x)")
+            return _OFF_SCALE.format(steps=r["n_time"], n=r["n_trials"], what=what)
         return _UNSTABLE.format(steps=r["n_time"], n=r["n_trials"], what=what,
                                 nl=self.model_config_.nonlinearity.get("name"))
 
@@ -1560,8 +1627,12 @@ def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
     import json
 
     mcfg = ModelConfig.from_json(exported["model_config"])
-    tcfg = TrainConfig(**json.loads(exported["train_config"]))
+    tc = json.loads(exported["train_config"])
     params = json.loads(exported["estimator_params"])
+    # fits written before restore_best existed kept the last epoch (unless patience was set)
+    tc.setdefault("restore_best", False)
+    params.setdefault("restore_best", False)
+    tcfg = TrainConfig(**tc)
     params["device"] = device
     meta = exported["meta"]
     est = LowRankRNN(**params)

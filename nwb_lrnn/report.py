@@ -178,8 +178,13 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
             "SMC bound per time step, training, last epoch (nats; higher is better)":
                 (f"{est.history_.train_bound[-1]:.4f}" if est.history_.train_bound else "n/a")}
     if est.history_.val_bound:
-        rows["SMC bound per time step, validation, last epoch (nats)"] = \
-            f"{est.history_.val_bound[-1]:.4f}"
+        h = est.history_
+        rows["SMC bound per time step, validation, last epoch (nats)"] = f"{h.val_bound[-1]:.4f}"
+        if 0 <= h.best_epoch < len(h.val_bound):
+            rows["epoch whose parameters the fit holds (best validation bound)"] = (
+                f"{h.best_epoch + 1} ({h.val_bound[h.best_epoch]:.4f})"
+                if est.train_config_.restore_best or est.train_config_.patience is not None
+                else f"{len(h.val_bound)} (last; best was {h.best_epoch + 1})")
     labels = {"bound_per_step": "SMC bound per time step, one filter pass over the data "
                                 "stored with the fit (nats)",
               "D_stsp": "D_stsp: state-space KL, generated vs data (lower is better)",
@@ -192,9 +197,12 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
             rows[f"{labels.get(name, name)} [{split}]"] = f"{value:.4g}"
     if est.stability_:
         st = est.stability_
-        rows["generation bounded"] = (f"{'yes' if st['stable'] else 'NO'} ({st['n_time']} steps "
-                                      f"x {st['n_trials']} runs; largest |z| "
-                                      f"{float(st['ratio']):.3g}x the data's)")
+        sr = st.get("scale_ratio")
+        rows["generation check (bounded and on the data's scale)"] = (
+            f"{'passed' if st['stable'] else 'FAILED'} ({st['n_time']} steps x {st['n_trials']} "
+            f"runs; largest |z| {float(st['ratio']):.3g}x the data's"
+            + (f"; generated scale {float(sr):.3g}x the data's, median over channels"
+               if sr is not None else "") + ")")
     if fp is not None:
         rows["fixed points"] = ", ".join(f"{k}: {int(np.sum(np.asarray(fp.stability) == k))}"
                                          for k in sorted(set(map(str, fp.stability))))

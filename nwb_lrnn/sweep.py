@@ -310,7 +310,8 @@ def _train_chunk(est, train_data: BinnedData, val: BinnedData, e0: int, e1: int,
 
     cfg = dataclasses.replace(est.train_config_, learning_rate=_lr_at(lr0, lrf, total, e0),
                               lr_final=None if lrf is None else _lr_at(lr0, lrf, total, e1),
-                              max_epochs=e1 - e0)
+                              max_epochs=e1 - e0,
+                              restore_best=False)  # per chunk it would undo the chunk's steps
     device = est.device_
     y, u = train_data.astensor(device=device)
     pool = getattr(est, "window_starts_", None)

@@ -1,5 +1,6 @@
 """LowRankRNN: the estimator's protocol, outputs and bad input."""
 
+import json
 import warnings
 
 import numpy as np
@@ -292,3 +293,65 @@ def test_from_parameters_takes_numpy_and_torch_dtypes():
         np.float32
     with pytest.raises(ValueError, match="dtype"):
         LowRankRNN.from_parameters(**kw, dtype=np.int32)
+
+
+def _snapshots_of_training(restore_best, val=True):
+    """train() on quiet noise, validated on loud noise (so the validation bound gets worse as
+    the observation noise shrinks to fit the training data): the parameters after every epoch
+    and the history."""
+    from nwb_lrnn.inference.proposals import make_proposal
+    from nwb_lrnn.inference.training import TrainConfig, train
+    from nwb_lrnn.model.rnn import LowRankRNNModel, ModelConfig
+
+    torch.manual_seed(0)
+    y = torch.randn(6, 40, 3)
+    model = LowRankRNNModel(ModelConfig(rank=2, n_units=8, n_channels=3))
+    proposal = make_proposal("bootstrap", model)
+    snaps = []
+
+    def on_epoch():  # called before each epoch: the state after the previous one
+        snaps.append([p.detach().clone() for p in model.parameters()])
+
+    cfg = TrainConfig(n_particles=4, learning_rate=0.05, lr_final=None, batch_size=2,
+                      max_epochs=6, restore_best=restore_best)
+    hist = train(model, proposal, 0.1 * y[:4], None, cfg,
+                 generator=torch.Generator().manual_seed(1),
+                 y_val=y[4:] if val else None, verbose=False, on_epoch=on_epoch)
+    snaps.append([p.detach().clone() for p in model.parameters()])  # what fit ends with
+    return hist, snaps
+
+
+def _same(a, b):
+    return all(torch.equal(x, z) for x, z in zip(a, b, strict=True))
+
+
+def test_fit_keeps_the_best_validation_epoch():
+    hist, snaps = _snapshots_of_training(True)
+    plain, plain_snaps = _snapshots_of_training(False)  # the same run, last epoch kept
+    assert hist.val_bound == plain.val_bound
+    best = hist.best_epoch
+    assert best == int(np.argmax(hist.val_bound))
+    assert best < len(hist.val_bound) - 1  # the validation bound peaked before the end
+    assert _same(snaps[-1], snaps[best + 1])  # the parameters after the best epoch
+    assert not _same(plain_snaps[-1], snaps[best + 1])  # ...which are not the last epoch's
+    # no validation data: the last epoch's parameters, restore_best or not
+    assert _same(_snapshots_of_training(True, val=False)[1][-1],
+                 _snapshots_of_training(False, val=False)[1][-1])
+
+
+def test_restore_best_is_a_parameter_and_old_fits_say_they_kept_the_last_epoch():
+    from nwb_lrnn.estimator import export_fit, import_fit
+
+    assert LowRankRNN().get_params()["restore_best"] is True
+    with pytest.raises(TypeError, match="restore_best"):
+        LowRankRNN(restore_best="yes", max_epochs=1, verbose=False).fit(
+            np.random.default_rng(0).normal(size=(4, 20, 2)))
+    est = LowRankRNN(rank=1, n_units=4, max_epochs=1, n_particles=2, verbose=False,
+                     random_state=0).fit(np.random.default_rng(0).normal(size=(4, 20, 2)))
+    ex = export_fit(est)
+    old = dict(ex, train_config=json.dumps({k: v for k, v in json.loads(
+        ex["train_config"]).items() if k != "restore_best"}), estimator_params=json.dumps(
+        {k: v for k, v in json.loads(ex["estimator_params"]).items() if k != "restore_best"}))
+    assert import_fit(ex).train_config_.restore_best is True
+    again = import_fit(old)
+    assert again.train_config_.restore_best is False and again.restore_best is False

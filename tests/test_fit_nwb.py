@@ -72,7 +72,8 @@ def test_written_contents_and_provenance(spike_fit, tmp_path):
         assert nwb.session_start_time.isoformat().startswith("2022-04-05")
         metrics = mod["metrics"].to_dataframe()
         assert metrics["metric"].tolist() == ["bound_per_step", "generation_bounded",
-                                              "generation_max_abs_z_ratio"]
+                                              "generation_max_abs_z_ratio",
+                                              "generation_scale_ratio"]
         assert metrics["value"].iloc[1] == float(est.stable_)
 
 

@@ -185,3 +185,32 @@ def test_binned_data_sample_is_counts():
                                      observation="poisson")
     out = est.sample(2, 10, random_state=0)
     assert isinstance(out, BinnedData) and out.kind == "counts"
+
+
+def test_generation_off_the_data_scale_fails_the_check():
+    # bounded latents are not enough: a failed rank-16 EEG fit kept |z| within 2.4x the data's
+    # while generating data far off its scale
+    rng = np.random.default_rng(0)
+    est = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) / 8,
+                                     decay=0.8, noise_z=0.3, C=rng.normal(size=(3, 2)),
+                                     d=np.zeros(3), noise_x=0.1, nonlinearity="tanh")
+    data = est.sample(4, 200, random_state=1)
+    r = est.check_generation(data, warn=False)
+    assert r["stable"] and 0.8 < r["scale_ratio"] < 1.25  # its own samples: the same scale
+    assert r["scale_ratio_range"][0] <= r["scale_ratio"] <= r["scale_ratio_range"][1]
+    loud = BinnedData(data.values * 20, data.bin_size, "continuous")
+    with pytest.warns(UserWarning, match=r"standard deviation is 0\.0\d+x the data's"):
+        r = est.check_generation(loud)
+    assert not r["stable"] and r["first_step_out"] is None and r["scale_ratio"] < 1 / 3
+    assert est.stable_ is False
+
+    spikes = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) / 8,
+                                        decay=0.8, noise_z=0.3, observation="poisson",
+                                        C=rng.normal(size=(4, 2)) * 0.3, d=np.zeros(4),
+                                        bin_size=0.05, nonlinearity="tanh")
+    counts = spikes.sample(4, 200, random_state=1)
+    assert spikes.check_generation(counts, warn=False)["stable"]
+    busy = BinnedData(counts.values * 10, counts.bin_size, "counts")
+    with pytest.warns(UserWarning, match=r"mean count is 0\.\d+x the data's"):
+        r = spikes.check_generation(busy)
+    assert not r["stable"] and r["scale_ratio"] < 1 / 3

@@ -65,6 +65,11 @@ class TrainConfig:
     patience : int or None
         Stop when the validation bound (else the training bound) has not improved for this many
         epochs.
+    restore_best : bool
+        With validation data, end with the parameters of the epoch whose validation bound was
+        best (``TrainHistory.best_epoch``), not those of the last epoch. Without validation
+        data the last epoch's are kept unless ``patience`` is set (the training bound of one
+        epoch is a noisy estimate over random windows).
     optimizer : {'adam', 'radam'}
         Adam, or rectified Adam (Liu et al. 2020; Adam with a built-in warm-up of the
         adaptive step, the optimiser of the paper's reference code).
@@ -82,6 +87,7 @@ class TrainConfig:
     window: int | None = None
     patience: int | None = None
     optimizer: str = "adam"
+    restore_best: bool = True
 
     def __post_init__(self):
         check_int("n_particles", self.n_particles, min_value=1)
@@ -98,6 +104,8 @@ class TrainConfig:
         check_int("window", self.window, min_value=2, allow_none=True)
         check_int("patience", self.patience, min_value=1, allow_none=True)
         check_option("optimizer", self.optimizer, OPTIMIZERS)
+        if not isinstance(self.restore_best, bool):
+            raise TypeError(f"restore_best must be True or False, got {self.restore_best!r}.")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -298,6 +306,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     resampler = get_resampler(cfg.resampling)
     hist = TrainHistory()
     best, best_state, since_best = -math.inf, None, 0
+    keep_best = cfg.patience is not None or (y_val is not None and cfg.restore_best)
     last_good = _ParamBuffer(params)
     start_epoch = 0
     named = _named_tensors(model, proposal)
@@ -366,7 +375,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
                 hist.val_bound.append(score)
             if score > best:
                 best, since_best, hist.best_epoch = score, 0, epoch
-                if cfg.patience is not None:
+                if keep_best:
                     best_state = best_state or _ParamBuffer(params)
                     best_state.save()
             else:
@@ -393,6 +402,12 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         hist.seconds = time.perf_counter() - t0
     if best_state is not None:
         best_state.restore()
+        n_done = len(hist.train_bound)
+        if 0 <= hist.best_epoch < n_done - 1:
+            logger.info("kept the parameters of epoch %d, the best %s bound (%.4f); the last "
+                        "epoch's was %.4f", hist.best_epoch,
+                        "validation" if hist.val_bound else "training", best,
+                        (hist.val_bound or hist.train_bound)[-1])
     return hist
 
 

@@ -912,12 +912,18 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
         if data is not None:
             rows.append(("bound_per_step", est.score(data), "train"))
         hist = est.history_
-        if hist.val_bound:
-            rows.append(("bound_per_step", float(hist.val_bound[-1]), "validation"))
+        if hist.val_bound:  # of the epoch whose parameters the fit holds
+            tc = est.train_config_
+            kept = hist.best_epoch if ((tc.restore_best or tc.patience is not None)
+                                       and 0 <= hist.best_epoch < len(hist.val_bound)) else -1
+            rows.append(("bound_per_step", float(hist.val_bound[kept]), "validation"))
         stab = getattr(est, "stability_", None)
         if stab:  # the long simulation at the end of the fit (LowRankRNN.check_generation)
             rows.append(("generation_bounded", float(bool(stab["stable"])), "generation"))
             rows.append(("generation_max_abs_z_ratio", float(stab["ratio"]), "generation"))
+            if stab.get("scale_ratio") is not None:
+                rows.append(("generation_scale_ratio", float(stab["scale_ratio"]),
+                             "generation"))
         for k, v in (metrics or {}).items():
             value, split = v if isinstance(v, tuple) and len(v) == 2 else (v, "user")
             rows.append((str(k), float(value), str(split)))
