@@ -24,6 +24,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--behavior", help="NWB behaviour series to decode (e.g. hand_vel)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", type=Path, default=None,
+                    help="folder to write each fit to (rank<R>.nwb, with its data)")
     args = ap.parse_args(argv)
     if args.paper:
         args.units, args.particles, args.batch_size, args.window = 512, 10, 10, 50
@@ -81,13 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est.fit(data)
+        if args.save is not None:
+            args.save.mkdir(parents=True, exist_ok=True)
+            nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
+                               include=("model", "metrics"))
         train, test = est.split(data)
         rows = compare_to_baselines(est, train, test, k=args.k, random_state=args.seed)
         st = est.stability_
         print(f"\nrank {rank}: fitted in {time.perf_counter() - t0:.0f} s "
               f"(load {os.getloadavg()[0]:.2f}); free run of {st['n_time']} steps x "
               f"{st['n_trials']}: {'bounded' if st['stable'] else 'NOT bounded'} "
-              f"(largest |z| {st['ratio']:.3g}x the data's)"
+              f"(largest |z| {st['ratio']:.3g}x the data's, scale "
+              f"{st.get('scale_ratio') or float('nan'):.3g}x)"
               + (f"; {len(caught)} warning(s)" if caught else ""))
         print(format_comparison(rows, k=args.k))
         if behavior is not None:

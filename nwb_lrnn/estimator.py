@@ -300,7 +300,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         recording per optimiser step trains slowly and diverged in the first epoch.
     validation_fraction : float
         Fraction of trials held out to track the validation bound (0: none); for one long
-        recording, its last part.
+        recording, its last part. When training on windows, held-out sequences of two windows
+        or more are cut into consecutive windows for the validation bound, so that it is the
+        same quantity as the training bound (``history_``); ``score`` takes whole sequences.
     patience : int | None
         Early stopping patience in epochs.
     restore_best : bool
@@ -681,6 +683,17 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         y_val = u_val = None
         if val_data is not None:
             y_val, u_val = val_data.astensor(device=device)
+            if tcfg.window is not None and y_val.shape[1] >= 2 * tcfg.window:
+                # consecutive windows, filtered side by side like the training windows: the
+                # two bounds compare, and one pass costs window steps instead of the whole
+                # held-out length (the paper's EEG recipe: ~2 s an epoch on one long part)
+                n_win = y_val.shape[1] // tcfg.window
+                y_val, u_val = (None if x is None else
+                                x[:, :n_win * tcfg.window].reshape(
+                                    x.shape[0] * n_win, tcfg.window, x.shape[-1])
+                                for x in (y_val, u_val))
+                logger.info("validation bound on %d consecutive windows of %d bins",
+                            y_val.shape[0], tcfg.window)
 
         # fitted state is set before training so that a diverged fit keeps its last good model
         self.model_ = model

@@ -355,3 +355,16 @@ def test_restore_best_is_a_parameter_and_old_fits_say_they_kept_the_last_epoch()
     assert import_fit(ex).train_config_.restore_best is True
     again = import_fit(old)
     assert again.train_config_.restore_best is False and again.restore_best is False
+
+
+def test_long_validation_part_is_scored_in_training_windows(caplog):
+    data = oscillator_teacher(6, 2).sample(1, 400, random_state=0)
+    est = LowRankRNN(rank=2, n_units=6, max_epochs=2, n_particles=4, window=20,
+                     steps_per_epoch=2, validation_fraction=0.5, verbose=False, random_state=0)
+    with caplog.at_level("INFO", logger="nwb_lrnn"):
+        est.fit(data)
+    assert "validation bound on 10 consecutive windows of 20 bins" in caplog.text
+    h = est.history_
+    assert len(h.val_bound) == 2 and np.isfinite(h.val_bound).all()
+    # the same quantity as the training bound (windows from the initial state), within noise
+    assert abs(h.val_bound[-1] - h.train_bound[-1]) < 0.5 * abs(h.train_bound[-1]) + 1
