@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--behavior", help="NWB behaviour series to decode (e.g. hand_vel)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--last-epoch", action="store_true",
+                    help="keep the last epoch's parameters (restore_best=False), not the best "
+                         "validation epoch's")
     ap.add_argument("--save", type=Path, default=None,
                     help="folder to write each fit to (rank<R>.nwb, with its data)")
     args = ap.parse_args(argv)
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             steps_per_epoch=args.steps_per_epoch or (50 if long else None),
             batch_size=args.batch_size, learning_rate=args.lr, lr_final=args.lr_final,
             noise_cov=args.noise_cov, validation_fraction=0.2, random_state=args.seed,
+            restore_best=not args.last_epoch,
             verbose=False)
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -97,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(largest |z| {st['ratio']:.3g}x the data's, scale "
               f"{st.get('scale_ratio') or float('nan'):.3g}x)"
               + (f"; {len(caught)} warning(s)" if caught else ""))
+        h = est.history_
+        if h.val_bound:
+            print(f"validation bound best at epoch {h.best_epoch + 1} of {len(h.val_bound)} "
+                  f"({h.val_bound[h.best_epoch]:.4f}; last {h.val_bound[-1]:.4f}); the fit "
+                  f"holds epoch {len(h.val_bound) if args.last_epoch else h.best_epoch + 1}")
         print(format_comparison(rows, k=args.k))
         if behavior is not None:
             from nwb_lrnn.analysis import decode_behavior

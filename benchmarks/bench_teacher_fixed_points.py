@@ -9,6 +9,7 @@ the stability of fixed points unchanged, so those are compared directly.
 
     .venv/bin/python benchmarks/bench_teacher_fixed_points.py [--seeds 0 1] [--epochs 30]
         [--trials 32] [--time 150] [--observation gaussian] [--validation 0.2] [--threads 1]
+        [--growth 0.1]
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--lr-final", type=float, default=0.003)
+    ap.add_argument("--growth", type=float, default=0.15,
+                    help="the teacher's growth (0.15: an unstable focus and a limit cycle; "
+                         "0.1: a stable focus)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -66,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     nwb_lrnn.set_num_threads(args.threads)
     for seed in args.seeds:
         if args.observation == "gaussian":
-            teacher = oscillator_teacher(20, 2, seed=seed)
+            teacher = oscillator_teacher(20, 2, seed=seed, growth=args.growth)
             n_units = 20
         else:
             rng = np.random.default_rng(seed)
             teacher = oscillator_teacher(40, 2, observation="poisson", bin_size=0.05,
                                          bias=rng.uniform(0, 10, 40),
-                                         gain=rng.uniform(5, 15, 40), seed=seed + 2)
+                                         gain=rng.uniform(5, 15, 40), seed=seed + 2,
+                                         growth=args.growth)
             n_units = 40
         data = teacher.sample(args.trials, args.time, burn_in=50, random_state=seed + 100)
         print(f"seed {seed} teacher: {describe(teacher)}; bound {teacher.score(data):.4f} "
