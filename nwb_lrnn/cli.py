@@ -255,7 +255,8 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     print(f"  fitted in {dt:.1f} s: SMC bound per time step at the last epoch "
           f"{h.train_bound[-1]:.4f}"
           + (f" (validation {h.val_bound[-1]:.4f})" if h.val_bound else ""))
-    if h.val_bound and est.restore_best and 0 <= h.best_epoch < len(h.val_bound) - 1:
+    if (h.val_bound and (est.restore_best or est.patience is not None)
+            and 0 <= h.best_epoch < len(h.val_bound) - 1):
         print(f"  kept the parameters of epoch {h.best_epoch + 1} of {len(h.val_bound)}, the "
               f"best validation bound ({h.val_bound[h.best_epoch]:.4f})")
     print(f"  {stability_line(est)}")
