@@ -404,8 +404,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         best_state.restore()
         n_done = len(hist.train_bound)
         if 0 <= hist.best_epoch < n_done - 1:
-            logger.info("kept the parameters of epoch %d, the best %s bound (%.4f); the last "
-                        "epoch's was %.4f", hist.best_epoch,
+            logger.info("kept the parameters of epoch %d (from 1), the best %s bound (%.4f); the "
+                        "last epoch's was %.4f", hist.best_epoch + 1,
                         "validation" if hist.val_bound else "training", best,
                         (hist.val_bound or hist.train_bound)[-1])
     return hist
