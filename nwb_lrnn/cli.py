@@ -255,10 +255,12 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     print(f"  fitted in {dt:.1f} s: SMC bound per time step at the last epoch "
           f"{h.train_bound[-1]:.4f}"
           + (f" (validation {h.val_bound[-1]:.4f})" if h.val_bound else ""))
-    if (h.val_bound and (est.restore_best or est.patience is not None)
-            and 0 <= h.best_epoch < len(h.val_bound) - 1):
-        print(f"  kept the parameters of epoch {h.best_epoch + 1} of {len(h.val_bound)}, the "
-              f"best validation bound ({h.val_bound[h.best_epoch]:.4f})")
+    from .inference.training import kept_epoch
+
+    kept = kept_epoch(h, est.train_config_)
+    if h.val_bound and kept is not None and kept < len(h.val_bound) - 1:
+        print(f"  kept the parameters of epoch {kept + 1} of {len(h.val_bound)}, the "
+              f"best validation bound ({h.val_bound[kept]:.4f})")
     print(f"  {stability_line(est)}")
     metrics = _baseline_metrics(est, data, args)
     try:
@@ -355,8 +357,14 @@ def stability_line(est) -> str:
     if r["stable"]:
         return (f"generation: bounded over {r['n_time']} steps x {r['n_trials']} runs (largest "
                 f"|z| {r['ratio']:.2f}x the data's{scale})")
-    if r.get("first_step_out") is None and sr is not None and not (
-            1 / r["scale_factor"] <= sr <= r["scale_factor"]):
+    from .estimator import generation_failure
+
+    why = generation_failure(r)
+    if why == "count":
+        return (f"generation: NOT bounded over {r['n_time']} steps x {r['n_trials']} runs (a "
+                f"count of {r['max_count']:.3g} in one bin); no surrogate data stored. Refit "
+                "with --nonlinearity clipped_relu, a lower --lr or more --epochs.")
+    if why == "scale":
         return (f"generation: OFF SCALE over {r['n_time']} steps x {r['n_trials']} runs "
                 f"(bounded, largest |z| {r['ratio']:.2f}x the data's, but the generated data's "
                 f"scale is {sr:.3g}x the data's); no surrogate data stored. Refit with a lower "

@@ -180,11 +180,15 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
     if est.history_.val_bound:
         h = est.history_
         rows["SMC bound per time step, validation, last epoch (nats)"] = f"{h.val_bound[-1]:.4f}"
-        if 0 <= h.best_epoch < len(h.val_bound):
-            rows["epoch whose parameters the fit holds (best validation bound)"] = (
-                f"{h.best_epoch + 1} ({h.val_bound[h.best_epoch]:.4f})"
-                if est.train_config_.restore_best or est.train_config_.patience is not None
-                else f"{len(h.val_bound)} (last; best was {h.best_epoch + 1})")
+        from .inference.training import kept_epoch
+
+        kept = kept_epoch(h, est.train_config_)
+        if kept is not None and kept < len(h.val_bound):
+            rows["epoch whose parameters the fit holds (its validation bound)"] = (
+                f"{kept + 1} ({h.val_bound[kept]:.4f})"
+                + ("" if kept == h.best_epoch or not 0 <= h.best_epoch < len(h.val_bound)
+                   else f"; the best was epoch {h.best_epoch + 1} "
+                        f"({h.val_bound[h.best_epoch]:.4f})"))
     labels = {"bound_per_step": "SMC bound per time step, one filter pass over the data "
                                 "stored with the fit (nats)",
               "D_stsp": "D_stsp: state-space KL, generated vs data (lower is better)",

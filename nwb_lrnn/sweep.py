@@ -327,7 +327,8 @@ def _train_chunk(est, train_data: BinnedData, val: BinnedData, e0: int, e1: int,
                           val_bound=old.val_bound + hist.val_bound,
                           learning_rate=old.learning_rate + hist.learning_rate,
                           best_epoch=old.best_epoch, stopped_early=hist.stopped_early,
-                          seconds=old.seconds + hist.seconds)
+                          seconds=old.seconds + hist.seconds,
+                          kept_epoch=e0 + hist.kept_epoch)
     if hist.val_bound and max(hist.val_bound) > best_old:
         merged.best_epoch = e0 + hist.best_epoch
     est.history_ = merged
@@ -345,7 +346,9 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     Training runs in chunks of ``chunk_epochs`` epochs with the learning-rate schedule of one
     uninterrupted fit (Adam's moments restart at each chunk). After each chunk the metric is
     computed on the validation split and ``on_chunk(report, est)`` is called, where a Tune
-    trial saves its checkpoint and reports.
+    trial saves its checkpoint and reports. A trial holds the parameters of its last epoch
+    (``restore_best`` is off: the metric scores what the trial ends with); with ``patience`` it
+    holds the best epoch of the chunk it stopped in. ``history_.kept_epoch`` says which.
 
     Parameters
     ----------
@@ -423,8 +426,9 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     stopped = bool(info.get("extra", {}).get("stopped_early", False))
     while (done < total and not stopped) or done == 0:
         e1 = min(total, done + chunk)
-        if done == 0:
-            est.set_params(max_epochs=e1, lr_final=None if lrf is None
+        if done == 0:  # restore_best per chunk would undo the chunk's steps: a trial holds
+            # the last epoch (or, with patience, the best one of its last chunk)
+            est.set_params(max_epochs=e1, restore_best=False, lr_final=None if lrf is None
                            else _lr_at(lr0, lrf, total, e1))
             est.fit(train_data, validation_data=val)
             est.set_params(max_epochs=total, lr_final=lrf)

@@ -334,6 +334,20 @@ def test_fit_keeps_the_best_validation_epoch():
     assert best < len(hist.val_bound) - 1  # the validation bound peaked before the end
     assert _same(snaps[-1], snaps[best + 1])  # the parameters after the best epoch
     assert not _same(plain_snaps[-1], snaps[best + 1])  # ...which are not the last epoch's
+    assert hist.kept_epoch == best and plain.kept_epoch == len(plain.val_bound) - 1
+
+
+def test_kept_epoch_of_a_history_written_before_it_was_recorded():
+    from nwb_lrnn.inference.training import TrainConfig, TrainHistory, kept_epoch
+
+    old = TrainHistory(train_bound=[1.0, 2.0, 3.0], val_bound=[1.0, 3.0, 2.0], best_epoch=1)
+    assert kept_epoch(old, TrainConfig(restore_best=True)) == 1
+    assert kept_epoch(old, TrainConfig(restore_best=False)) == 2
+    assert kept_epoch(old, TrainConfig(restore_best=False, patience=5)) == 1
+    assert kept_epoch(old, None) == 2
+    old.kept_epoch = 0  # recorded: it wins over the rule
+    assert kept_epoch(old, TrainConfig(restore_best=True)) == 0
+    assert kept_epoch(TrainHistory(), TrainConfig()) is None
     # no validation data: the last epoch's parameters, restore_best or not
     assert _same(_snapshots_of_training(True, val=False)[1][-1],
                  _snapshots_of_training(False, val=False)[1][-1])

@@ -88,6 +88,11 @@ def test_sample_refuses_astronomic_counts_without_blaming_the_kind():
     assert "kind" not in str(err.value)
     r = est.check_generation(n_time=50, warn=False)
     assert not r["stable"] and r["max_count"] >= 2 ** 24
+    from nwb_lrnn.cli import stability_line
+    from nwb_lrnn.estimator import generation_failure
+
+    assert generation_failure(r) == "count"
+    assert "NOT bounded" in stability_line(est) and "a count of" in stability_line(est)
 
 
 def test_sample_warns_when_latents_leave_the_data_range():
@@ -203,6 +208,11 @@ def test_generation_off_the_data_scale_fails_the_check():
         r = est.check_generation(loud)
     assert not r["stable"] and r["first_step_out"] is None and r["scale_ratio"] < 1 / 3
     assert est.stable_ is False
+    from nwb_lrnn.cli import stability_line
+    from nwb_lrnn.estimator import generation_failure
+
+    assert generation_failure(r) == "scale" and "OFF SCALE" in stability_line(est)
+    assert generation_failure({"stable": True}) is None and generation_failure(None) is None
 
     spikes = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) / 8,
                                         decay=0.8, noise_z=0.3, observation="poisson",

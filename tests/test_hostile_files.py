@@ -219,6 +219,22 @@ def test_a_crafted_size_setting_cannot_allocate(fit_file, tmp_path):
         read_fit(_crafted(fit_file, tmp_path, edit))
 
 
+@pytest.mark.parametrize("history, what", [
+    ({"kept_epoch": 10**6}, "kept_epoch should be an epoch index"),
+    ({"best_epoch": "2"}, "best_epoch should be an epoch index"),
+    ({"seconds": float("nan")}, "seconds should be a finite number"),
+    ({"train_bound": [1.0]}, "keys among"),
+    ([1], "should be an object")])
+def test_the_history_scalars_are_checked(fit_file, tmp_path, history, what):
+    def edit(f, g):
+        cfg = json.loads(g.attrs["model_config"])
+        cfg["meta"]["history"] = history
+        g.attrs["model_config"] = json.dumps(cfg)
+
+    with pytest.raises(FitFileError, match=what):
+        read_fit(_crafted(fit_file, tmp_path, edit))
+
+
 def test_state_shapes_must_be_small_integer_lists(fit_file, tmp_path):
     def edit(f, g):
         shapes = [s.decode() if isinstance(s, bytes) else s for s in g["state_shapes"][()]]

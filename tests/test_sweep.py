@@ -97,6 +97,9 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_fit(data, tmp_path):
 
     a, b = read_fit(tmp_path / "full.nwb"), read_fit(tmp_path / "resumed.nwb")
     assert len(b.history_.train_bound) == 4
+    # a trial holds its last epoch and says so (restore_best would undo each chunk's steps)
+    assert b.history_.kept_epoch == 3 and b.train_config_.restore_best is False
+    assert a.history_.kept_epoch == 3 and a.train_config_.restore_best is False
     np.testing.assert_allclose(b.parameters_["U"], a.parameters_["U"], rtol=1e-5)
 
 

@@ -27,7 +27,7 @@ from .proposals import Proposal
 from .resampling import RESAMPLERS, get_resampler
 from .smc import particle_filter
 
-__all__ = ["FitDivergedError", "TrainConfig", "TrainHistory", "train"]
+__all__ = ["FitDivergedError", "TrainConfig", "TrainHistory", "kept_epoch", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +121,27 @@ class TrainHistory:
     best_epoch: int = -1
     stopped_early: bool = False
     seconds: float = 0.0
+    kept_epoch: int = -1  # the epoch whose parameters the model holds (from 0); -1: not recorded
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def kept_epoch(hist: TrainHistory, cfg: TrainConfig | None = None) -> int | None:
+    """The epoch (from 0) whose parameters a fit holds, or None when it trained no epoch.
+
+    ``hist.kept_epoch`` when :func:`train` recorded it; for histories written before it was
+    recorded, the rule :func:`train` follows: the best epoch when it restored the best
+    parameters (``cfg.patience`` set, or validation data and ``cfg.restore_best``), else the last.
+    """
+    n = len(hist.train_bound)
+    if n == 0:
+        return None
+    if 0 <= hist.kept_epoch < n:
+        return int(hist.kept_epoch)
+    restores = cfg is not None and (cfg.patience is not None
+                                    or (bool(hist.val_bound) and cfg.restore_best))
+    return int(hist.best_epoch) if restores and 0 <= hist.best_epoch < n else n - 1
 
 
 def _batches(n_seq: int, n_time: int, cfg: TrainConfig, generator: torch.Generator,
@@ -400,9 +418,11 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         if bar is not None:
             bar.close()
         hist.seconds = time.perf_counter() - t0
+    n_done = len(hist.train_bound)
+    hist.kept_epoch = n_done - 1
     if best_state is not None:
         best_state.restore()
-        n_done = len(hist.train_bound)
+        hist.kept_epoch = hist.best_epoch
         if 0 <= hist.best_epoch < n_done - 1:
             logger.info("kept the parameters of epoch %d (from 1), the best %s bound (%.4f); the "
                         "last epoch's was %.4f", hist.best_epoch + 1,

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -170,8 +171,7 @@ def _model_group(est, exported: dict, description: str, source: dict):
         bin_size=float(est.bin_size_),
         model_config=json.dumps({"model": json.loads(exported["model_config"]),
                                  "estimator": json.loads(exported["estimator_params"]),
-                                 "meta": {k: v for k, v in exported["meta"].items()
-                                          if k != "history"}}, sort_keys=True),
+                                 "meta": _meta_for_file(exported["meta"])}, sort_keys=True),
         train_config=exported["train_config"], package_version=__version__,
         random_seed=int(est.random_seed_), source=json.dumps(source, sort_keys=True,
                                                              default=str),
@@ -189,6 +189,41 @@ def _model_group(est, exported: dict, description: str, source: dict):
         if p.get(opt) is not None:
             kwargs[opt] = np.asarray(p[opt], dtype=float)
     return Model(**kwargs)
+
+
+_HISTORY_SCALARS = {"best_epoch": int, "kept_epoch": int, "stopped_early": bool,
+                    "seconds": float}  # the per-epoch lists are datasets of their own
+
+
+def _meta_for_file(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The estimator's metadata for the model_config attribute: the history's scalars only."""
+    out = {k: v for k, v in meta.items() if k != "history"}
+    hist = meta.get("history") or {}
+    out["history"] = {k: hist[k] for k in _HISTORY_SCALARS if k in hist}
+    return out
+
+
+def _history_scalars(path, value: Any, n_epochs: int) -> dict[str, Any]:
+    """The history's scalars read from a file, checked (absent in older files: {})."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not set(value) <= set(_HISTORY_SCALARS):
+        raise FitFileError(f"{path}: model_config meta.history should be an object with keys "
+                           f"among {sorted(_HISTORY_SCALARS)}, got {value!r}.")
+    out = {}
+    for k, v in value.items():
+        kind = _HISTORY_SCALARS[k]
+        ok = (isinstance(v, bool) if kind is bool else
+              isinstance(v, int) and not isinstance(v, bool) and -1 <= v < n_epochs
+              if kind is int else
+              isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+        if not ok:
+            raise FitFileError(f"{path}: model_config meta.history.{k} should be "
+                               + ({bool: "true or false",
+                                   int: f"an epoch index from -1 to {n_epochs - 1}",
+                                   float: "a finite number"}[kind]) + f", got {v!r}.")
+        out[k] = kind(v)
+    return out
 
 
 def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new",
@@ -912,10 +947,11 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
         if data is not None:
             rows.append(("bound_per_step", est.score(data), "train"))
         hist = est.history_
-        if hist.val_bound:  # of the epoch whose parameters the fit holds
-            tc = est.train_config_
-            kept = hist.best_epoch if ((tc.restore_best or tc.patience is not None)
-                                       and 0 <= hist.best_epoch < len(hist.val_bound)) else -1
+        from ..inference.training import kept_epoch
+
+        kept = kept_epoch(hist, est.train_config_)
+        if hist.val_bound and kept is not None and kept < len(hist.val_bound):
+            # of the epoch whose parameters the fit holds
             rows.append(("bound_per_step", float(hist.val_bound[kept]), "validation"))
         stab = getattr(est, "stability_", None)
         if stab:  # the long simulation at the end of the fit (LowRankRNN.check_generation)
@@ -1277,6 +1313,7 @@ def _read_model_group(g, path) -> dict[str, Any]:
         raise FitFileError(f"{path}: the training history should hold numbers ({err}).") from None
     train_config = attr("train_config")
     loads(train_config, f"the attribute {g.name}@train_config")
+    hist.update(_history_scalars(path, meta.get("history"), len(hist["train_bound"])))
     meta = dict(meta, history=hist)
     return {"state": state, "model_config": json.dumps(model_cfg),
             "train_config": _text(train_config), "estimator_params": json.dumps(est_params),
