@@ -4,7 +4,7 @@ Pipeline: ``S001R01.edf`` -> :func:`nwb_lrnn.io.preprocess_eeg_paper` (the recip
 published ``EEG_data_smoothed.npy``) -> ``LowRankRNN(rank=3, n_units=512, clipped ReLU, K=10,
 optimal proposal, Gaussian observations, windows of 50 bins, batch 10, 50 steps per epoch,
 learning rate decayed exponentially)`` -> generate -> D_stsp and D_H with the paper's settings
-(Pals et al. 2024; ../shared/data/SOURCES.md):
+(Pals et al. 2024, and their evaluation code):
 
 - generate ``2400 + 10000`` steps and drop the first 2400;
 - smooth the generated data with a 15-sample Hann window (:func:`nwb_lrnn.metrics.hann_smooth`)

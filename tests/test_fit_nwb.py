@@ -263,3 +263,30 @@ def test_appending_to_an_older_nwb_file_says_its_version_changes(spike_fit, tmp_
         assert f"(it was NWB {before})" in caplog.text
     else:  # pragma: no cover - a pynwb that keeps the version
         assert "rewrote the file" not in caplog.text
+
+
+def test_dandi_validate_passes_on_a_fit_organized_into_a_dandiset(spike_fit, tmp_path):
+    # the names `dandi organize` gives, then `dandi validate` (both offline); a fit without a
+    # Subject fails it, so the check can fail
+    est, data = spike_fit
+    dandi = [str(Path(sys.executable).parent / "dandi")]
+    env = {"DANDI_NO_ET": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for name, subject in (("good", SUBJECT), ("bare", None)):
+        src, ds = tmp_path / f"src_{name}", tmp_path / f"ds_{name}"
+        src.mkdir()
+        write_nwb(est, src / "fit.nwb", data=data, subject=subject)
+        ds.mkdir()
+        (ds / "dandiset.yaml").write_text("identifier: DANDI:000000\nname: fits\n"
+                                          "description: nwb_lrnn fits\n")
+        org = subprocess.run([*dandi, "organize", "-f", "copy", "-d", str(ds), str(src)],
+                             capture_output=True, text=True, env=env, timeout=300)
+        placed = sorted(p.relative_to(ds).as_posix() for p in ds.rglob("*.nwb"))
+        val = subprocess.run([*dandi, "validate", str(ds)], capture_output=True, text=True,
+                             env=env, timeout=300)
+        if name == "good":
+            assert org.returncode == 0, org.stderr
+            assert placed == ["sub-m1/sub-m1.nwb"]
+            assert val.returncode == 0 and "No errors found" in val.stdout + val.stderr, (
+                val.stdout + val.stderr)
+        else:  # organize cannot name it, or validate reports the missing Subject
+            assert not placed or "Subject is missing" in val.stdout + val.stderr

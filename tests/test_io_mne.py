@@ -235,3 +235,35 @@ def test_preprocess_eeg_paper_errors(tmp_path):
         preprocess_eeg_paper(3)
     with pytest.raises(FileNotFoundError, match="nope.edf"):
         preprocess_eeg_paper(tmp_path / "nope.edf")
+
+
+def test_the_recordings_subject_goes_into_the_fit_file(raw, tmp_path, caplog):
+    import datetime
+
+    from pynwb import NWBHDF5IO
+
+    from nwb_lrnn import LowRankRNN, write_nwb
+
+    raw.pick(raw.ch_names[:4]).crop(0, 5)
+    # EDF+ "X" means not known: S001R01 names no subject
+    assert from_mne(raw).provenance["subject_info"] is None
+    raw.info["subject_info"] = {"his_id": "S7", "sex": 2,
+                                "birthday": datetime.date(1990, 1, 2)}
+    data = from_mne(raw)
+    assert data.provenance["subject_info"] == {"subject_id": "S7", "sex": "F",
+                                               "birthday": "1990-01-02"}
+    est = LowRankRNN(rank=1, n_units=4, n_particles=2, max_epochs=1, window=20,
+                     steps_per_epoch=1, stability_check=0, random_state=0, verbose=False)
+    est.fit(data)
+    with caplog.at_level("WARNING", logger="nwb_lrnn"):
+        write_nwb(est, tmp_path / "a.nwb", data=data, include=("model",))
+    assert "has no species" in caplog.text
+    write_nwb(est, tmp_path / "b.nwb", data=data, include=("model",),
+              subject={"species": "Homo sapiens"})  # the given fields over the recording's
+    start = raw.info["meas_date"]
+    days = (start - datetime.datetime(1990, 1, 2, tzinfo=datetime.timezone.utc)).days
+    for name, species in (("a.nwb", None), ("b.nwb", "Homo sapiens")):
+        with NWBHDF5IO(tmp_path / name, "r") as io:
+            s = io.read().subject
+            assert (s.subject_id, s.sex, s.species) == ("S7", "F", species)
+            assert s.age == f"P{days}D"

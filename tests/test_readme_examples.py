@@ -31,12 +31,14 @@ def test_nwb_example_trains_on_the_bundled_recording():
 def test_eeg_example_trains_on_the_bundled_recording(raw):
     # README "Other sources": est.fit(raw, picks="eeg") with the clipped ReLU (fast settings)
     est = LowRankRNN(rank=3, n_units=32, n_particles=8, max_epochs=3, window=50,
-                     steps_per_epoch=5, random_state=0, verbose=False)
+                     steps_per_epoch=5, validation_fraction=0.2, random_state=0, verbose=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         est.fit(raw, picks="eeg")
     h = est.history_.train_bound
     assert h[-1] > h[0]  # the bound improves within three short epochs
+    v = est.history_.val_bound
+    assert len(v) == 3 and est.history_.kept_epoch == max(range(3), key=v.__getitem__)
     assert est.stable_
     fake = est.sample_raw(500, random_state=0)
     assert fake.info["nchan"] == 64

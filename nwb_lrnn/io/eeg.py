@@ -113,7 +113,7 @@ def preprocess_eeg_paper(
     >>> float(np.abs(data.values[0] - ref).max()) < 1e-4
     True
     """
-    from .mne import _describe, _filename, _import_mne, _log_level, _meas_date
+    from .mne import _describe, _filename, _import_mne, _log_level, _meas_date, _subject_info
 
     mne = _import_mne()
     with _log_level(mne, verbose):
@@ -167,6 +167,7 @@ def preprocess_eeg_paper(
         "picks": "eeg",
         "bads_excluded": [],
         "meas_date": _meas_date(raw.info),
+        "subject_info": _subject_info(raw.info),
         "n_bad_samples": 0,
         "zscore": {"mean": mean.tolist(), "std": std.tolist()},
         "preprocessing": {

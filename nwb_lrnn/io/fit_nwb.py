@@ -107,6 +107,10 @@ def _source_metadata(prov: dict) -> dict:
                 out["session_start_time"] = datetime.fromisoformat(v)
             except ValueError:
                 pass
+    info = prov.get("subject_info")  # an MNE recording's info['subject_info']
+    if isinstance(info, dict) and any(isinstance(info.get(k), str)
+                                      for k in ("subject_id", "sex", "birthday")):
+        out["subject"] = _subject_from_mne(info, out["session_start_time"])
     src = prov.get("source")
     if not (isinstance(src, str) and src.endswith(".nwb") and os.path.isfile(src)):
         return out
@@ -135,6 +139,30 @@ def _source_metadata(prov: dict) -> dict:
     except Exception as err:  # a best effort: the fit is still written
         logger.warning("could not copy session metadata from %s: %s", src, err)
     return out
+
+
+def _subject_from_mne(info: dict, start: datetime | None):
+    """A Subject from the fields :func:`nwb_lrnn.io.mne._subject_info` kept (no species: MNE
+    does not record one)."""
+    from pynwb.file import Subject
+
+    def text(k):
+        v = info.get(k)
+        return v if isinstance(v, str) and 0 < len(v) <= 200 else None
+
+    born = None
+    with contextlib.suppress(TypeError, ValueError):
+        born = datetime.fromisoformat(text("birthday") or "")
+    if born is not None and born.tzinfo is None:
+        born = born.replace(tzinfo=timezone.utc)
+    age = "P0D/"  # unknown: the open range "0 days or older", as the NWB best practices ask
+    if born is not None and start is not None and start >= born:
+        age = f"P{(start - born).days}D"
+    sex = text("sex")
+    return Subject(subject_id=text("subject_id") or "unknown", sex=sex if sex in ("M", "F")
+                   else "U", age=age if born is None or start is not None else None,
+                   date_of_birth=born,
+                   description="From the EEG recording's subject_info (MNE).")
 
 
 def _shareable(prov: Any) -> Any:
@@ -334,15 +362,23 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     meta = _source_metadata(prov) if mode == "new" else {}
     prov = _shareable(prov)
     if mode == "new":
-        if isinstance(subject, Mapping):
+        if isinstance(subject, Mapping):  # the given fields over those of the source
             from pynwb.file import Subject
 
-            subject = Subject(**subject)
+            known = meta.get("subject")
+            base = {k: v for k, v in (known.fields.items() if known is not None else ())
+                    if k in ("subject_id", "species", "sex", "age", "date_of_birth",
+                             "description")}
+            subject = Subject(**{**base, **subject})
         subject = subject or meta.get("subject")
         if subject is None:
             logger.warning("%s: no Subject (the source has none); pass subject=dict("
                            "subject_id=..., species=..., sex=..., age=...) (CLI: --subject-id, "
                            "--species, --sex, --age): DANDI and nwbinspector need one.", path)
+        elif not getattr(subject, "species", None):
+            logger.warning("%s: the Subject (%s) has no species; pass subject=dict(species="
+                           "'Homo sapiens') or the like (CLI: --species): DANDI needs one.",
+                           path, subject.subject_id)
         if session_start_time is not None:
             meta["session_start_time"] = session_start_time
         meta = {**meta, "subject": subject,

@@ -193,6 +193,20 @@ def _meas_date(info: Any) -> str | None:
     return None if date is None else date.isoformat()
 
 
+def _subject_info(info: Any) -> dict | None:
+    """The subject fields of ``info['subject_info']`` an NWB Subject can hold, or None.
+
+    ``his_id`` becomes ``subject_id`` unless it is empty or EDF+'s "X" (not known); ``sex`` 1
+    and 2 become "M" and "F"; ``birthday`` an ISO date."""
+    si = info.get("subject_info") or {}
+    his_id = str(si.get("his_id") or "").strip()
+    sex = {1: "M", 2: "F"}.get(si.get("sex"))
+    birthday = si.get("birthday")
+    out = {"subject_id": his_id if his_id not in ("", "X") else None, "sex": sex,
+           "birthday": birthday.isoformat() if hasattr(birthday, "isoformat") else None}
+    return out if any(v is not None for v in out.values()) else None
+
+
 def _picks_repr(picks: Any) -> Any:
     if picks is None or isinstance(picks, str):
         return picks
@@ -368,6 +382,7 @@ def _from_mne(mne: Any, inst: Any, is_raw: bool, picks: Any, zscore: bool, exclu
         "picks": "data" if picks is None else _picks_repr(picks),
         "bads_excluded": bads,
         "meas_date": _meas_date(info),
+        "subject_info": _subject_info(info),
         "n_bad_samples": n_bad,
         "zscore": {"mean": mean.tolist(), "std": std.tolist()} if zscore else None,
     }
