@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.source}: {data}; load average {os.getloadavg()[0]:.2f}")
     behavior = None
     if args.behavior:
-        from nwb_lrnn.analysis.decoding import read_behavior
+        from nwb_lrnn.io import read_behavior
 
         behavior = read_behavior(args.source, args.behavior, like=data)
     long = data.n_trials == 1

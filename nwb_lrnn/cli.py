@@ -255,9 +255,7 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     print(f"  fitted in {dt:.1f} s: SMC bound per time step at the last epoch "
           f"{h.train_bound[-1]:.4f}"
           + (f" (validation {h.val_bound[-1]:.4f})" if h.val_bound else ""))
-    from .inference.training import kept_epoch
-
-    kept = kept_epoch(h, est.train_config_)
+    kept = est.kept_epoch_
     if h.val_bound and kept is not None and kept < len(h.val_bound) - 1:
         print(f"  kept the parameters of epoch {kept + 1} of {len(h.val_bound)}, the "
               f"best validation bound ({h.val_bound[kept]:.4f})")

@@ -359,6 +359,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     proposal_ : Proposal
     history_ : TrainHistory
         Bounds per epoch.
+    kept_epoch_ : int or None
+        The epoch (from 0) whose parameters the fit holds: the best validation epoch when it
+        restored it, else the last (None before any epoch).
     stable_ : bool or None
         Whether a long simulation of the fitted model stayed bounded (None: not checked).
     stability_ : dict or None
@@ -949,6 +952,14 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
         idx = [source.info.ch_names.index(n) for n in ch_names]
         return mne.pick_info(source.info, idx, copy=True, verbose=False)
+
+    @property
+    def kept_epoch_(self) -> int | None:
+        """The epoch (from 0) whose parameters the fit holds (see ``history_``)."""
+        self._check_fitted("kept_epoch_")
+        from .inference.training import kept_epoch
+
+        return kept_epoch(self.history_, self.train_config_)
 
     @property
     def sfreq_(self) -> float:

@@ -180,9 +180,7 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
     if est.history_.val_bound:
         h = est.history_
         rows["SMC bound per time step, validation, last epoch (nats)"] = f"{h.val_bound[-1]:.4f}"
-        from .inference.training import kept_epoch
-
-        kept = kept_epoch(h, est.train_config_)
+        kept = est.kept_epoch_
         if kept is not None and kept < len(h.val_bound):
             rows["epoch whose parameters the fit holds (its validation bound)"] = (
                 f"{kept + 1} ({h.val_bound[kept]:.4f})"

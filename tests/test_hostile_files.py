@@ -307,7 +307,7 @@ def test_external_links_elsewhere_in_a_source_do_not_matter(tmp_path):
 
 
 def test_behaviour_reader_refuses_a_file_pointing_outside(tmp_path):
-    from nwb_lrnn.analysis.decoding import read_behavior
+    from nwb_lrnn.io import read_behavior
 
     path = write_nwbfile(tmp_path / "rec.nwb")
     _units_edit(path, lambda f: f.__setitem__("acquisition/elsewhere",

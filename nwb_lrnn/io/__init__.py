@@ -16,7 +16,7 @@ _NAMES = {
     "from_mne": ".mne", "to_mne": ".mne", "read_eeg": ".mne", "EEGReadError": ".mne",
     "preprocess_eeg_paper": ".eeg",
     "bin_spike_times": ".binning",
-    "read_nlb": ".nlb",
+    "read_nlb": ".nlb", "read_behavior": ".behavior",
     "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
     "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
     "summarize_fit": ".fit_nwb",

@@ -983,9 +983,7 @@ def _build_objects(est, exported, data, include, description, prov, n_generated,
         if data is not None:
             rows.append(("bound_per_step", est.score(data), "train"))
         hist = est.history_
-        from ..inference.training import kept_epoch
-
-        kept = kept_epoch(hist, est.train_config_)
+        kept = est.kept_epoch_
         if hist.val_bound and kept is not None and kept < len(hist.val_bound):
             # of the epoch whose parameters the fit holds
             rows.append(("bound_per_step", float(hist.val_bound[kept]), "validation"))
