@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(give --epochs; the paper ran 1500)")
     ap.add_argument("--k", type=int, default=5, help="horizon of the k-step prediction")
     ap.add_argument("--behavior", help="NWB behaviour series to decode (e.g. hand_vel)")
+    ap.add_argument("--resample", type=float, default=None, metavar="HZ",
+                    help="EEG only: resample to HZ with MNE before fitting (e.g. 160)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--last-epoch", action="store_true",
@@ -69,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         nwb_lrnn.set_num_threads(args.threads)
     ns = argparse.Namespace(source=args.source, bin_size=args.bin_size, asset=None,
                             eeg_preprocessing="zscore")
-    data = load_source(ns)
+    if args.resample:  # any file mne.io.read_raw reads, resampled, then z-scored per channel
+        from nwb_lrnn.io import from_mne, read_eeg
+
+        raw = read_eeg(args.source).resample(args.resample, verbose="error")
+        data = from_mne(raw)
+    else:
+        data = load_source(ns)
     print(f"{args.source}: {data}; load average {os.getloadavg()[0]:.2f}")
     behavior = None
     if args.behavior:
