@@ -116,6 +116,9 @@ def test_true_model_beats_the_baselines_on_dynamics():
         assert rnn["loglik_per_bin"] > r["loglik_per_bin"], name
         assert rnn["mse_k"] < r["mse_k"], name
     assert {"dstsp", "dh"} <= set(rnn)
+    alone = compare_to_baselines(teacher, train, test, k=5, baselines=False)
+    assert [r["model"] for r in alone] == ["lowrank_rnn"]
+    assert alone[0]["loglik_per_bin"] == pytest.approx(rnn["loglik_per_bin"])
 
 
 def test_counts_comparison_has_spike_measures():
