@@ -11,7 +11,7 @@ cross-validated ridge R² of decoding it from the posterior latents, against PCA
 analysis latents of the same dimension.
 
     .venv/bin/python benchmarks/bench_real.py FILE [--ranks 2 3 4 5] [--epochs 150]
-        [--bin-size 0.05] [--behavior hand_vel] [--units 64] [--threads 1]
+        [--bin-size 0.05] [--behavior hand_vel hand_pos] [--units 64] [--threads 1]
         [--paper]   # the paper's EEG training recipe (N=512, K=10, full noise, 1e-3 -> 1e-6)
 
 Run by hand (one fit at a time; a few minutes per rank for a 100-neuron, 1-hour session).
@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                          "of 50, 50 steps an epoch, full latent noise, Adam 1e-3 -> 1e-6 "
                          "(give --epochs; the paper ran 1500)")
     ap.add_argument("--k", type=int, default=5, help="horizon of the k-step prediction")
-    ap.add_argument("--behavior", help="NWB behaviour series to decode (e.g. hand_vel)")
+    ap.add_argument("--behavior", nargs="+", default=[],
+                    help="NWB behaviour series to decode (e.g. hand_vel hand_pos)")
+    ap.add_argument("--decode-runs", type=int, default=1,
+                    help="filter runs averaged for the decoded latents (transform n_runs)")
     ap.add_argument("--resample", type=float, default=None, metavar="HZ",
                     help="EEG only: resample to HZ with MNE before fitting (e.g. 160)")
     ap.add_argument("--threads", type=int, default=0)
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--last-epoch", action="store_true",
                     help="keep the last epoch's parameters (restore_best=False), not the best "
                          "validation epoch's")
+    ap.add_argument("--load", type=Path, default=None, metavar="DIR",
+                    help="measure the fits DIR/rank{R}.nwb written by --save instead of fitting")
     ap.add_argument("--save", type=Path, default=None,
                     help="folder to write each fit to (rank<R>.nwb, with its data)")
     args = ap.parse_args(argv)
@@ -79,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = load_source(ns)
     print(f"{args.source}: {data}; load average {os.getloadavg()[0]:.2f}")
-    behavior = None
+    behaviors = {}
     if args.behavior:
         from nwb_lrnn.io import read_behavior
 
-        behavior = read_behavior(args.source, args.behavior, like=data)
+        behaviors = {b: read_behavior(args.source, b, like=data) for b in args.behavior}
     long = data.n_trials == 1
     base_rows = None
     for rank in args.ranks:
@@ -98,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est.fit(data)
+            if args.load is not None:  # a fit saved by --save: measured again, not refitted
+                est = nwb_lrnn.read_fit(args.load / f"rank{rank}.nwb")
+            else:
+                est.fit(data)
         if args.save is not None:
             args.save.mkdir(parents=True, exist_ok=True)
             nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
@@ -110,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         base_rows = rows[1:] if base_rows is None else base_rows
         rows = rows[:1] + base_rows
         st = est.stability_
-        print(f"\nrank {rank}: fitted in {time.perf_counter() - t0:.0f} s "
+        took = (f"read from {args.load}" if args.load is not None
+                else f"fitted in {time.perf_counter() - t0:.0f} s")
+        print(f"\nrank {rank}: {took} "
               f"(load {os.getloadavg()[0]:.2f}); free run of {st['n_time']} steps x "
               f"{st['n_trials']}: {'bounded' if st['stable'] else 'NOT bounded'} "
               f"(largest |z| {st['ratio']:.3g}x the data's, scale "
@@ -122,17 +132,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"({h.val_bound[h.best_epoch]:.4f}; last {h.val_bound[-1]:.4f}); the fit "
                   f"holds epoch {len(h.val_bound) if args.last_epoch else h.best_epoch + 1}")
         print(format_comparison(rows, k=args.k))
-        if behavior is not None:
+        if behaviors:
             from nwb_lrnn.analysis import decode_behavior
 
-            lat = est.transform(data)
-            r2 = {"lowrank_rnn": decode_behavior(lat, behavior)["mean_r2"],
-                  "pca": decode_behavior(pca_latents(data, n_components=rank), behavior)[
-                      "mean_r2"],
-                  "fa": decode_behavior(fa_latents(data, n_components=rank), behavior)[
-                      "mean_r2"]}
-            print("decoding R² (cross-validated ridge): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in r2.items()))
+            lat = {"lowrank_rnn": est.transform(data, n_runs=args.decode_runs),
+                   "pca": pca_latents(data, n_components=rank),
+                   "fa": fa_latents(data, n_components=rank)}
+            for name, b in behaviors.items():
+                print(f"decoding {name}, R² (cross-validated ridge, {rank} latents each): "
+                      + ", ".join(f"{k} {decode_behavior(z, b)['mean_r2']:.3f}"
+                                  for k, z in lat.items()))
     return 0
 
 
