@@ -290,3 +290,46 @@ def test_dandi_validate_passes_on_a_fit_organized_into_a_dandiset(spike_fit, tmp
                 val.stdout + val.stderr)
         else:  # organize cannot name it, or validate reports the missing Subject
             assert not placed or "Subject is missing" in val.stdout + val.stderr
+
+
+def _inspector_problems(path):
+    from nwbinspector import Importance, inspect_nwbfile
+
+    return [(m.check_function_name, m.object_name, m.message)
+            for m in inspect_nwbfile(nwbfile_path=str(path))
+            if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION,
+                                Importance.ERROR, Importance.PYNWB_VALIDATION)]
+
+
+@pytest.mark.parametrize("kind", ["counts", "fixed_points", "surrogate", "appended", "eeg"])
+def test_nwbinspector_finds_nothing_serious_in_any_kind_of_file_written(kind, spike_fit,
+                                                                        tmp_path, request):
+    from nwb_lrnn import find_fixed_points
+    from nwb_lrnn.io import store_fixed_points
+
+    est, data = spike_fit
+    path = tmp_path / "out.nwb"
+    if kind == "counts":
+        write_nwb(est, path, data=data, subject=SUBJECT)
+    elif kind == "fixed_points":
+        write_nwb(est, path, data=data, subject=SUBJECT)
+        store_fixed_points(path, find_fixed_points(est, verbose=False))
+    elif kind == "surrogate":
+        write_nwb(est, path, include=("model", "generated"), n_generated=(2, 50),
+                  subject=SUBJECT)
+    elif kind == "appended":
+        shutil.copy(PYNAPPLE, path)
+        before = {p[:2] for p in _inspector_problems(path)}  # the recording's own
+        write_nwb(est, path, data=data, mode="append")
+        new = [p for p in _inspector_problems(path) if p[:2] not in before]
+        assert new == [], new
+        return
+    else:
+        raw = request.getfixturevalue("raw")
+        raw.pick(raw.ch_names[:4]).crop(0, 5)
+        eeg = LowRankRNN(rank=1, n_units=4, n_particles=2, max_epochs=1, window=20,
+                         steps_per_epoch=1, random_state=0, verbose=False).fit(raw)
+        write_nwb(eeg, path, data=eeg._as_data(raw),
+                  subject=dict(subject_id="S001", species="Homo sapiens", sex="U",
+                               age="P0D/"))
+    assert _inspector_problems(path) == []
