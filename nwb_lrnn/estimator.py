@@ -71,6 +71,11 @@ _OFF_SCALE = ("the fitted model's generated activity does not look like the data
               "(validation_fraction=0.2).")
 
 
+def _within_scale(ratio: float, factor: float = SCALE_FACTOR) -> bool:
+    """Whether a generated/data scale ratio lies within ``factor`` either way."""
+    return 1 / factor <= ratio <= factor
+
+
 def generation_failure(report: dict | None) -> str | None:
     """Why a generation check (``LowRankRNN.stability_``) failed: None when it passed (or was
     not run); ``'latents'`` (they left the data's range), ``'count'`` (a bin's count reached
@@ -81,8 +86,8 @@ def generation_failure(report: dict | None) -> str | None:
         return "latents"
     if report.get("max_count") is not None and not report["max_count"] < MAX_COUNT:
         return "count"
-    sr, f = report.get("scale_ratio"), report.get("scale_factor", SCALE_FACTOR)
-    if sr is not None and not 1 / f <= sr <= f:
+    sr = report.get("scale_ratio")
+    if sr is not None and not _within_scale(sr, report.get("scale_factor", SCALE_FACTOR)):
         return "scale"
     return "latents"  # non-finite latents: nothing else was drawn
 
@@ -884,7 +889,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             scale = None
             if data_scale is not None and counts_ok:
                 scale = self._generated_scale(z, data_scale, gen)
-        scale_ok = scale is None or (1 / SCALE_FACTOR <= scale[0] <= SCALE_FACTOR)
+        scale_ok = scale is None or _within_scale(scale[0])
         limit = BOUND_FACTOR * ref
         out_t = (absz > limit).any(0).nonzero()
         first = int(out_t[0]) if len(out_t) else None
@@ -929,9 +934,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         why = generation_failure(r)
         if why == "latents":
             what = (f"its latents reached {r['ratio']:.3g}x "
-                    f"{r.get('reference', 'the data range')}"
-                    + ("" if r["first_step_out"] is None
-                       else f" (first beyond step {r['first_step_out']})"))
+                    f"{r.get('reference', 'the data range')} (first beyond step "
+                    f"{r['first_step_out']})")
         elif why == "count":
             what = f"it drew a count of {r['max_count']:.3g} in one bin"
         else:

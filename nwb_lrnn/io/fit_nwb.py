@@ -155,13 +155,15 @@ def _subject_from_mne(info: dict, start: datetime | None):
         born = datetime.fromisoformat(text("birthday") or "")
     if born is not None and born.tzinfo is None:
         born = born.replace(tzinfo=timezone.utc)
-    age = "P0D/"  # unknown: the open range "0 days or older", as the NWB best practices ask
-    if born is not None and start is not None and start >= born:
+    if born is not None and start is None:
+        age = None  # the date of birth says it
+    elif born is not None and start >= born:
         age = f"P{(start - born).days}D"
+    else:  # unknown: the open range "0 days or older", as the NWB best practices ask
+        age = "P0D/"
     sex = text("sex")
-    return Subject(subject_id=text("subject_id") or "unknown", sex=sex if sex in ("M", "F")
-                   else "U", age=age if born is None or start is not None else None,
-                   date_of_birth=born,
+    return Subject(subject_id=text("subject_id") or "unknown",
+                   sex=sex if sex in ("M", "F") else "U", age=age, date_of_birth=born,
                    description="From the EEG recording's subject_info (MNE).")
 
 
