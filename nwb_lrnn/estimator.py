@@ -590,7 +590,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     def fit(self, data: BinnedData | np.ndarray, y: None = None, *, picks: Any = None,
             validation_data: BinnedData | None = None,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, verbose: bool | None = None) -> LowRankRNN:
+            resume: bool = False, until_epoch: int | None = None,
+            verbose: bool | None = None) -> LowRankRNN:
         """Fit the model by maximising the VSMC bound.
 
         Parameters
@@ -619,6 +620,14 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             Continue from ``checkpoint`` when it exists — after a crash or a killed job, run the
             same call again with ``resume=True``. On CPU the fitted parameters are bitwise those
             of an uninterrupted fit with the same ``random_state``.
+        until_epoch : int, optional
+            With ``checkpoint``: stop once this many epochs (of ``max_epochs``, counted across
+            resumes) are done, with the checkpoint written; the same call with ``resume=True``
+            and a larger ``until_epoch`` (or none) continues it, with the learning-rate
+            schedule and Adam's state of one uninterrupted fit. The estimator holds what a
+            finished fit would hold at that point (the best epoch so far, with
+            ``restore_best``); the generation check runs only when training is complete.
+            Sweeps train their trials in chunks this way.
         verbose : bool, optional
             Overrides the ``verbose`` given at construction (and sets MNE's log level while
             reading MNE input).
@@ -648,6 +657,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         >>> est.info_.ch_names[:2], est.sfreq_  # doctest: +SKIP
         (['Fc5.', 'Fc3.'], 160.0)
         """
+        if until_epoch is not None:
+            until_epoch = check_int("until_epoch", until_epoch, min_value=1)
+            if checkpoint is None:
+                raise ValueError("until_epoch needs checkpoint=...: without one, the stopped "
+                                 "training could not be continued.")
         source = data
         data = self._as_data(data, picks=picks, verbose=verbose, fitting=True)
         mcfg, tcfg, prop_name = self._validated_settings(data)
@@ -748,13 +762,15 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                                   inputs_val=u_val, verbose=bool(verbose),
                                   window_pool=None if pool is None else torch.as_tensor(pool),
                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                                  resume=resume, on_epoch=recheck,
+                                  resume=resume, on_epoch=recheck, until_epoch=until_epoch,
                                   fingerprint=None if checkpoint is None else _fingerprint(
                                       train_data, val_data, pool, seed, mcfg, prop_name,
                                       self.get_params()))
         factor = check_float("stability_check", self.stability_check, min_value=0.0)
         self.stable_, self.stability_ = None, None
-        if factor > 0:
+        done = (len(self.history_.train_bound) >= tcfg.max_epochs
+                or self.history_.stopped_early)
+        if factor > 0 and done:
             rep = self.check_generation(train_data, factor=factor, random_state=seed,
                                         warn=False)
             if not rep["stable"]:

@@ -2,8 +2,10 @@
 
 Every trial fits a :class:`~nwb_lrnn.LowRankRNN` on a training split, scores it on a validation
 split, writes the fit as ``out_dir/trial_<id>.nwb`` and reports the score to Ray Tune. Training
-runs in chunks of epochs; after each chunk the parameters are saved as a Tune checkpoint
-(``state.npz`` + ``fit.json``, no pickle), so a trial whose worker dies resumes where it stopped.
+runs in chunks of epochs through the estimator's own checkpoints
+(``LowRankRNN.fit(checkpoint=..., resume=True, until_epoch=...)``: arrays and JSON, no pickle);
+after each chunk the checkpoint is handed to Tune, so a trial whose worker dies resumes exactly
+where it stopped.
 
 Ray is optional: it is imported inside the functions that need it
 (``pip install 'nwb-lrnn[ray]'``); ``backend="serial"`` runs the same trials one after another
@@ -51,8 +53,6 @@ __all__ = ["METRICS", "SweepResult", "run_trial", "sweep", "sweep_from_config",
 METRICS = ("val_bound", "dstsp", "co_bps")
 _DEFAULT_MODE = {"val_bound": "max", "dstsp": "min", "co_bps": "max"}
 _RAY_HINT = "Ray is needed for sweeps on Ray: pip install 'nwb-lrnn[ray]'"
-_STATE_FILE = "state.npz"
-_META_FILE = "fit.json"
 #: columns of :attr:`SweepResult.table` besides the parameters
 _BOOK_COLUMNS = ("trial_id", "session", "status", "nwb_path", "seconds", "epochs",
                  "start_epoch", "restored", "error")
@@ -259,96 +259,22 @@ def compute_metric(est, val: BinnedData, metric: str, *, random_state: int = 0,
 
 
 # ---------------------------------------------------------------------------- one trial
-def _lr_at(lr0: float, lrf: float | None, total: int, epoch: int) -> float:
-    return lr0 if lrf is None else lr0 * (lrf / lr0) ** (epoch / total)
-
-
-def save_checkpoint(est, directory: str | os.PathLike, *, epochs_done: int,
-                    extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``est`` into ``directory`` as ``state.npz`` (arrays) + ``fit.json`` (settings).
-
-    No pickle: the files are read back with ``np.load(allow_pickle=False)`` and ``json``.
-    """
-    from .estimator import export_fit
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    exp = export_fit(est)
-    np.savez(directory / _STATE_FILE, **exp.pop("state"))
-    zs = getattr(est, "zscore_", None)
-    ws = getattr(est, "window_starts_", None)
-    exp.update(epochs_done=int(epochs_done), pid=os.getpid(), zscore=zs,
-               window_starts=None if ws is None else np.asarray(ws).tolist(),
-               extra=dict(extra or {}))
-    (directory / _META_FILE).write_text(json.dumps(exp, default=float))
-    return directory
-
-
-def load_checkpoint(directory: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """Inverse of :func:`save_checkpoint`: ``(estimator, info)``; info has ``epochs_done``."""
-    from .estimator import import_fit
-
-    directory = Path(directory)
-    info = json.loads((directory / _META_FILE).read_text())
-    with np.load(directory / _STATE_FILE, allow_pickle=False) as npz:
-        state = {k: npz[k] for k in npz.files}
-    est = import_fit({**info, "state": state}, device="auto")
-    est.info_ = None
-    est.zscore_ = info.get("zscore")
-    ws = info.get("window_starts")
-    est.window_starts_ = None if ws is None else np.asarray(ws, dtype=np.int64)
-    return est, info
-
-
-def _train_chunk(est, train_data: BinnedData, val: BinnedData, e0: int, e1: int, total: int,
-                 lr0: float, lrf: float | None, seed: int) -> bool:
-    """Continue training epochs [e0, e1) of ``total`` in place; True when it stopped early."""
-    import torch
-
-    from .estimator import _generator
-    from .inference.training import TrainHistory, train
-
-    cfg = dataclasses.replace(est.train_config_, learning_rate=_lr_at(lr0, lrf, total, e0),
-                              lr_final=None if lrf is None else _lr_at(lr0, lrf, total, e1),
-                              max_epochs=e1 - e0,
-                              restore_best=False)  # per chunk it would undo the chunk's steps
-    device = est.device_
-    y, u = train_data.astensor(device=device)
-    pool = getattr(est, "window_starts_", None)
-    if pool is not None:
-        y = torch.nan_to_num(y)
-        pool = torch.as_tensor(pool)
-    y_val, u_val = val.astensor(device=device)
-    hist = train(est.model_, est.proposal_, y, u, cfg, generator=_generator(seed + e0, device),
-                 y_val=y_val, inputs_val=u_val, verbose=False, window_pool=pool)
-    old = est.history_ if isinstance(est.history_, TrainHistory) else TrainHistory()
-    best_old = max(old.val_bound) if old.val_bound else -math.inf
-    merged = TrainHistory(train_bound=old.train_bound + hist.train_bound,
-                          val_bound=old.val_bound + hist.val_bound,
-                          learning_rate=old.learning_rate + hist.learning_rate,
-                          best_epoch=old.best_epoch, stopped_early=hist.stopped_early,
-                          seconds=old.seconds + hist.seconds,
-                          kept_epoch=e0 + hist.kept_epoch)
-    if hist.val_bound and max(hist.val_bound) > best_old:
-        merged.best_epoch = e0 + hist.best_epoch
-    est.history_ = merged
-    return hist.stopped_early
-
-
 def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val_bound",
               nwb_path: str | os.PathLike | None = None, validation_fraction: float = 0.2,
               chunk_epochs: int | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              on_chunk: Callable[[dict[str, Any], Any], None] | None = None,
+              on_chunk: Callable[[dict[str, Any], Path], None] | None = None,
               include: Sequence[str] = ("model", "metrics"), torch_threads: int | None = 1,
               ) -> dict[str, Any]:
     """Fit, score and write one :class:`~nwb_lrnn.LowRankRNN` (one sweep trial; no Ray).
 
-    Training runs in chunks of ``chunk_epochs`` epochs with the learning-rate schedule of one
-    uninterrupted fit (Adam's moments restart at each chunk). After each chunk the metric is
-    computed on the validation split and ``on_chunk(report, est)`` is called, where a Tune
-    trial saves its checkpoint and reports. A trial holds the parameters of its last epoch
-    (``restore_best`` is off: the metric scores what the trial ends with); with ``patience`` it
-    holds the best epoch of the chunk it stopped in. ``history_.kept_epoch`` says which.
+    Training runs in chunks of ``chunk_epochs`` epochs through the estimator's own
+    ``fit(checkpoint=..., resume=True, until_epoch=...)``: one fit's learning-rate schedule and
+    Adam state, cut at the chunk ends, so a trial that was stopped and resumed ends bitwise
+    where an uninterrupted fit with the same settings ends (on CPU). After each chunk the
+    metric is computed on the validation split with what the fit holds at that point (with
+    ``restore_best``, the default: its best validation epoch so far) and ``on_chunk(report,
+    checkpoint)`` is called with the path of the training checkpoint, where a Tune trial saves
+    it and reports.
 
     Parameters
     ----------
@@ -364,10 +290,11 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     chunk_epochs : int, optional
         Epochs per chunk (default: ``ceil(max_epochs / 10)``).
     checkpoint_dir : path, optional
-        A checkpoint of :func:`save_checkpoint` to resume from.
-    on_chunk : callable(report: dict, est), optional
+        A folder holding a checkpoint that ``on_chunk`` was given (file ``fit.ckpt.npz``) to
+        resume from.
+    on_chunk : callable(report: dict, checkpoint: Path), optional
     include : sequence of str
-        What :func:`~nwb_lrnn.io.write_nwb` writes.
+        What :func:`~nwb_lrnn.write_nwb` writes.
     torch_threads : int or None
         ``torch.set_num_threads`` in this process (None: leave as is).
 
@@ -376,7 +303,7 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     dict
         ``metric`` value under its name, ``train_bound`` / ``val_bound_epoch`` (last epoch),
         ``epochs``, ``start_epoch`` (epoch this attempt started at: > 0 after a resume),
-        ``restored``, ``seconds`` (of this attempt), ``nwb_path`` and ``pid``.
+        ``restored``, ``kept_epoch``, ``seconds`` (of this attempt), ``nwb_path`` and ``pid``.
 
     Examples
     --------
@@ -385,9 +312,12 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     >>> out["val_bound"], out["epochs"]                          # doctest: +SKIP
     (-1.42, 4)
     """
+    import shutil
+
     import torch
 
     from .estimator import LowRankRNN, _seed_from
+    from .inference.training import checkpoint_epochs
 
     if torch_threads is not None:
         from ._threads import set_num_threads
@@ -400,8 +330,6 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     params = {**dict(params), "verbose": False}
     est = LowRankRNN(**params)
     total = int(est.max_epochs)
-    lr0, lrf = float(est.learning_rate), est.lr_final
-    lrf = None if lrf is None else float(lrf)
     seed = _seed_from(est.random_state)
     chunk = int(chunk_epochs) if chunk_epochs else max(1, math.ceil(total / 10))
     if chunk < 1:
@@ -416,55 +344,58 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
         val, val_out = _heldin_heldout(val)
         held = {"train": train_data, "heldout": (train_out, val_out)}
 
-    done, restored, info = 0, False, {}
-    if checkpoint_dir is not None:
-        est, info = load_checkpoint(checkpoint_dir)
-        done, restored = int(info["epochs_done"]), True
-        logger.info("resuming trial from epoch %d (%s)", done, checkpoint_dir)
-    start_epoch = done
-    value = math.nan
-    stopped = bool(info.get("extra", {}).get("stopped_early", False))
-    while (done < total and not stopped) or done == 0:
-        e1 = min(total, done + chunk)
-        if done == 0:  # restore_best per chunk would undo the chunk's steps: a trial holds
-            # the last epoch (or, with patience, the best one of its last chunk)
-            est.set_params(max_epochs=e1, restore_best=False, lr_final=None if lrf is None
-                           else _lr_at(lr0, lrf, total, e1))
-            est.fit(train_data, validation_data=val)
-            est.set_params(max_epochs=total, lr_final=lrf)
-            stopped = bool(est.history_.stopped_early)
-        else:
-            stopped = _train_chunk(est, train_data, val, done, e1, total, lr0, lrf, seed)
-        done = e1
-        value = compute_metric(est, val, metric, random_state=seed, **held)
-        report = {metric: value, "epochs": done, "start_epoch": start_epoch,
-                  "restored": restored, "pid": os.getpid(),
-                  "train_bound": est.history_.train_bound[-1],
-                  "val_bound_epoch": est.history_.val_bound[-1],
-                  "stopped_early": stopped, "seconds": time.perf_counter() - t0}
-        if on_chunk is not None and done < total and not stopped:
-            on_chunk(report, est)
-    if math.isnan(value):  # resumed from a checkpoint that was already complete
-        value = compute_metric(est, val, metric, random_state=seed, **held)
-    est.train_config_ = dataclasses.replace(est.train_config_, learning_rate=lr0,
-                                            lr_final=lrf, max_epochs=total)
-    est.set_params(max_epochs=total, learning_rate=lr0, lr_final=lrf)
-    out = {metric: value, "epochs": done, "start_epoch": start_epoch, "restored": restored,
-           "pid": os.getpid(), "train_bound": est.history_.train_bound[-1],
-           "val_bound_epoch": est.history_.val_bound[-1], "stopped_early": stopped}
+    work = Path(tempfile.mkdtemp(prefix="nwb_lrnn_trial_"))
+    ckpt = work / CHECKPOINT_FILE
+    try:
+        restored = False
+        if checkpoint_dir is not None:
+            src = Path(checkpoint_dir) / CHECKPOINT_FILE
+            if not src.is_file():
+                raise FileNotFoundError(f"{checkpoint_dir} holds no {CHECKPOINT_FILE} (a "
+                                        "checkpoint that run_trial's on_chunk was given).")
+            shutil.copyfile(src, ckpt)
+            restored = True
+        start_epoch = checkpoint_epochs(ckpt) if restored else 0
+        done, report = start_epoch, {}
+        while True:
+            est.fit(train_data, validation_data=val, checkpoint=ckpt, resume=True,
+                    until_epoch=min(total, done + chunk))
+            hist = est.history_
+            done = len(hist.train_bound)
+            finished = done >= total or bool(hist.stopped_early)
+            value = compute_metric(est, val, metric, random_state=seed, **held)
+            report = {metric: value, "epochs": done, "start_epoch": start_epoch,
+                      "restored": restored, "pid": os.getpid(),
+                      "train_bound": hist.train_bound[-1],
+                      "val_bound_epoch": hist.val_bound[-1] if hist.val_bound else math.nan,
+                      "kept_epoch": hist.kept_epoch, "stopped_early": bool(hist.stopped_early),
+                      "seconds": time.perf_counter() - t0}
+            if finished:
+                break
+            if on_chunk is not None:
+                on_chunk(report, ckpt)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = dict(report)
     if nwb_path is not None:
         from .io import write_nwb
 
         write_nwb(est, nwb_path, data=train_data, include=include, overwrite=True,
-                  metrics={f"sweep_{metric}": value})
+                  metrics={f"sweep_{metric}": out[metric]})
         out["nwb_path"] = str(nwb_path)
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
+CHECKPOINT_FILE = "fit.ckpt.npz"  # the estimator's training checkpoint, in a Tune checkpoint
+_TRIAL_FILE = "trial.json"  # beside it: epochs done and the worker's pid (for people)
+
+
 def _tune_trainable(config: dict[str, Any], sessions: dict[str, Any] | None = None,
                     settings: dict[str, Any] | None = None) -> None:
     """Ray Tune function trainable: one :func:`run_trial` with checkpoints per chunk."""
+    import shutil
+
     from ray import tune
 
     settings = dict(settings or {})
@@ -476,26 +407,24 @@ def _tune_trainable(config: dict[str, Any], sessions: dict[str, Any] | None = No
     nwb_path = Path(settings["out_dir"]) / f"trial_{trial_id}.nwb"
     metric = settings["metric"]
 
-    def on_chunk(report: dict[str, Any], est) -> None:
+    def on_chunk(report: dict[str, Any], ckpt: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="nwb_lrnn_ckpt_") as tmp:
-            save_checkpoint(est, tmp, epochs_done=report["epochs"],
-                            extra={"stopped_early": report["stopped_early"]})
+            shutil.copyfile(ckpt, Path(tmp) / CHECKPOINT_FILE)
+            (Path(tmp) / _TRIAL_FILE).write_text(json.dumps(
+                {"epochs_done": int(report["epochs"]), "pid": os.getpid()}))
             tune.report({**report, "status": "running", "session": session},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
+    kwargs = dict(metric=metric, nwb_path=nwb_path,
+                  validation_fraction=settings["validation_fraction"],
+                  chunk_epochs=settings["chunk_epochs"], on_chunk=on_chunk,
+                  include=settings["include"], torch_threads=settings["torch_threads"])
     ckpt = tune.get_checkpoint()
     if ckpt is None:
-        out = run_trial(params, data, metric=metric, nwb_path=nwb_path,
-                        validation_fraction=settings["validation_fraction"],
-                        chunk_epochs=settings["chunk_epochs"], on_chunk=on_chunk,
-                        include=settings["include"], torch_threads=settings["torch_threads"])
+        out = run_trial(params, data, **kwargs)
     else:
         with ckpt.as_directory() as d:
-            out = run_trial(params, data, metric=metric, nwb_path=nwb_path,
-                            validation_fraction=settings["validation_fraction"],
-                            chunk_epochs=settings["chunk_epochs"], checkpoint_dir=d,
-                            on_chunk=on_chunk, include=settings["include"],
-                            torch_threads=settings["torch_threads"])
+            out = run_trial(params, data, checkpoint_dir=d, **kwargs)
     tune.report({**out, "status": "ok", "session": session})
 
 

@@ -181,6 +181,19 @@ def test_radam_fits_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     resumed = LowRankRNN(max_epochs=4, optimizer="radam", **kw).fit(
         data, checkpoint=ckpt, resume=True)
     np.testing.assert_array_equal(resumed.parameters_["U"], full.parameters_["U"])
+    # the same with until_epoch: cut at epoch 1 and 3, one fit's schedule and optimiser state
+    cut = tmp_path / "cut.npz"
+    est = LowRankRNN(max_epochs=4, optimizer="radam", **kw)
+    for until in (1, 3, None):
+        est.fit(data, checkpoint=cut, resume=True, until_epoch=until)
+        assert len(est.history_.train_bound) == (until or 4)
+        assert (est.stability_ is None) == (until is not None)  # checked once, at the end
+    np.testing.assert_array_equal(est.parameters_["U"], full.parameters_["U"])
+    assert training.checkpoint_epochs(cut) == 4
+    with pytest.raises(ValueError, match="until_epoch needs checkpoint"):
+        LowRankRNN(max_epochs=4, **kw).fit(data, until_epoch=2)
+    with pytest.raises(ValueError, match="cannot be read"):
+        training.checkpoint_epochs(tmp_path / "radam.npz.missing")
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [

@@ -257,7 +257,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           verbose: bool = True, window_pool: torch.Tensor | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
           resume: bool = False, on_epoch: Callable[[], None] | None = None,
-          fingerprint: Mapping[str, Any] | None = None) -> TrainHistory:
+          fingerprint: Mapping[str, Any] | None = None,
+          until_epoch: int | None = None) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
 
     Parameters
@@ -293,6 +294,11 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         What the run belongs to (JSON values: digests of the data, the seed, the model's
         settings). Stored in the checkpoint; resuming from a checkpoint whose fingerprint
         differs is a ValueError naming the entries that differ.
+    until_epoch : int, optional
+        Return once this many epochs are done (counted from the start of the run, across
+        resumes), before ``cfg.max_epochs``; the checkpoint is written then, and a later call
+        with ``resume=True`` continues. The learning-rate schedule stays that of
+        ``cfg.max_epochs``, so runs cut this way end bitwise where an uncut run ends (CPU).
 
     Returns
     -------
@@ -339,12 +345,14 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         if hist.stopped_early:  # it had finished: early stopping is not undone by resuming
             start_epoch = cfg.max_epochs
     every = check_int("checkpoint_every", checkpoint_every, min_value=1)
+    end = cfg.max_epochs if until_epoch is None else min(
+        cfg.max_epochs, check_int("until_epoch", until_epoch, min_value=1))
     bar = _progress(cfg.max_epochs, verbose)
     plog = _ProgressLog(cfg.max_epochs, start_epoch, verbose)
     if bar is not None and start_epoch:
         bar.update(start_epoch)
     try:
-        for epoch in range(start_epoch, cfg.max_epochs):
+        for epoch in range(start_epoch, end):
             if on_epoch is not None:
                 on_epoch()
             ep_total, ep_count = 0.0, 0
@@ -407,7 +415,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
             if stop:
                 hist.stopped_early = True
             if checkpoint is not None and ((epoch + 1) % every == 0 or stop
-                                           or epoch + 1 == cfg.max_epochs):
+                                           or epoch + 1 == end):
                 _save_checkpoint(checkpoint, epoch + 1, named, opt, sched, generator, hist,
                                  fingerprint, cfg, best, since_best,
                                  None if best_state is None else best_state.values)
@@ -477,6 +485,29 @@ def _save_checkpoint(path, epoch, named, opt, sched, generator, hist, fingerprin
 
     with atomic_file(os.fspath(path), prefix=".ckpt-", suffix=".npz", fsync=True) as fh:
         np.savez(fh, **arrays)
+
+
+def checkpoint_epochs(path: str | os.PathLike) -> int:
+    """Epochs done in a training checkpoint written by :func:`train` (reads its header only).
+
+    Raises
+    ------
+    ValueError
+        The file is not a readable checkpoint.
+    """
+    import numpy as np
+
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+        epoch = header["epoch"]
+    except Exception as err:  # any damage means: not usable
+        raise ValueError(f"checkpoint {os.fspath(path)} cannot be read ({err}); delete it to "
+                         "start over.") from None
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"checkpoint {os.fspath(path)}: its epoch should be a non-negative "
+                         f"integer, got {epoch!r:.40}.")
+    return epoch
 
 
 def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=None):
