@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rescore:
             if saved is None or not saved.exists():
                 sys.exit(f"--rescore needs the fit of seed {seed} in --save-dir ({saved})")
-            from nwb_lrnn.io import read_fit
+            from nwb_lrnn import read_fit
 
             est, fit_s = read_fit(saved), float("nan")
         else:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             est.fit(train)
             fit_s = time.perf_counter() - t0
             if saved is not None:
-                from nwb_lrnn.io import write_nwb
+                from nwb_lrnn import write_nwb
 
                 saved.parent.mkdir(parents=True, exist_ok=True)
                 write_nwb(est, saved, include=("model",), overwrite=True)

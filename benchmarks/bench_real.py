@@ -22,11 +22,25 @@ file); ``--paper`` trains with the paper's EEG recipe.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
+
+
+def _settings(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value  # a bare word: a string
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--last-epoch", action="store_true",
                     help="keep the last epoch's parameters (restore_best=False), not the best "
                          "validation epoch's")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="other LowRankRNN settings, VALUE as JSON (e.g. readout='\"units\"' "
+                         "decay_per_dim=true)")
     ap.add_argument("--load", type=Path, default=None, metavar="DIR",
                     help="measure the fits DIR/rank{R}.nwb written by --save instead of fitting")
     ap.add_argument("--save", type=Path, default=None,
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, lr_final=args.lr_final,
             noise_cov=args.noise_cov, validation_fraction=0.2, random_state=args.seed,
             restore_best=not args.last_epoch,
-            verbose=False)
+            verbose=False, **_settings(args.set))
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

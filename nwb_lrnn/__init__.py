@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 
-_IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to_sorting",
-             "write_nwb", "read_fit")
+_IO_NAMES = ("read_nwb", "read_dandi", "from_mne", "to_mne", "from_sorting", "to_sorting")
 _LAZY = {  # name -> module that defines it (imported on first access)
     "BinnedData": ".data", "LowRankRNN": ".estimator", "NotFittedError": ".estimator",
     "FitDivergedError": ".inference.training", "FixedPoints": ".analysis.fixed_points",
     "find_fixed_points": ".analysis.fixed_points", "find_cycles": ".analysis.fixed_points",
+    "write_nwb": ".results", "read_fit": ".results",
     **{name: ".io" for name in _IO_NAMES},
 }
 
@@ -37,16 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data import BinnedData
     from .estimator import LowRankRNN, NotFittedError
     from .inference.training import FitDivergedError
-    from .io import (
-        from_mne,
-        from_sorting,
-        read_dandi,
-        read_fit,
-        read_nwb,
-        to_mne,
-        to_sorting,
-        write_nwb,
-    )
+    from .io import from_mne, from_sorting, read_dandi, read_nwb, to_mne, to_sorting
+    from .results import read_fit, write_nwb
 
 
 def __getattr__(name: str):

@@ -223,7 +223,7 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
 
 def _fit_one(args: argparse.Namespace, data, out: Path):
     from . import LowRankRNN
-    from .io import write_nwb
+    from .results import write_nwb
 
     print(f"nwb-lrnn fit: {data}")
     _check_space(out, data, args)  # before training, so that no fit is lost
@@ -472,7 +472,7 @@ def _info(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .io import read_fit
+    from .results import read_fit
 
     out = Path(args.out)
     low = out.name.lower()
@@ -506,8 +506,8 @@ def _generate(args: argparse.Namespace) -> int:
             if args.n_trials != 1:
                 raise CLIError("EDF holds one continuous recording: use --n-trials 1.")
     if suffix == ".nwb":
-        from .io import write_nwb
         from .io.fit_nwb import session_metadata
+        from .results import write_nwb
 
         meta = session_metadata(args.fit)  # the fit's subject and session carry over
         write_nwb(est, out, include=("model", "generated"), overwrite=args.overwrite,
@@ -575,7 +575,8 @@ def _parse_inputs(text: str | None):
 
 def _fixed_points(args: argparse.Namespace) -> int:
     from .analysis.fixed_points import find_fixed_points
-    from .io import read_fit, store_fixed_points
+    from .io import store_fixed_points
+    from .results import read_fit
 
     est = read_fit(args.fit)
     fp = find_fixed_points(est, inputs=_parse_inputs(args.input), method=args.method,
@@ -712,9 +713,10 @@ def _demo_eeg(args: argparse.Namespace) -> int:
     from . import LowRankRNN
     from .analysis.fixed_points import find_fixed_points
     from .data import BinnedData
-    from .io import from_mne, preprocess_eeg_paper, read_eeg, write_nwb
+    from .io import from_mne, preprocess_eeg_paper, read_eeg
     from .metrics import eeg_scores
     from .report import make_report
+    from .results import write_nwb
 
     _set_threads(args)
     cfg = dict(DEMO_SETTINGS["fast" if args.fast else "full"])

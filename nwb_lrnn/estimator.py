@@ -22,6 +22,7 @@ from .inference.proposals import PROPOSALS, make_proposal
 from .inference.resampling import get_resampler
 from .inference.smc import particle_filter
 from .inference.training import TrainConfig, TrainHistory, train
+from .io.records import FitRecord
 from .model.noise import softplus_inverse
 from .model.nonlinearities import NONLINEARITIES, Nonlinearity, get_nonlinearity
 from .model.observation import LINKS
@@ -1643,20 +1644,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------- serialisation
-def export_fit(est: LowRankRNN) -> dict[str, Any]:
-    """Everything needed to rebuild a fitted estimator, as numpy arrays and JSON strings.
+def export_fit(est: LowRankRNN) -> FitRecord:
+    """Everything needed to rebuild a fitted estimator, as a :class:`~nwb_lrnn.io.FitRecord`
+    of numpy arrays and JSON values (what the NWB writer, which knows no torch, stores).
 
-    Used by the NWB writer (which knows no torch). No pickle: tensors become arrays, settings
-    become JSON.
-
-    Returns
-    -------
-    dict with ``state`` (dict name -> ndarray: 'model.<param>' and 'proposal.<param>'),
-    ``model_config``, ``train_config``, ``estimator_params`` (JSON strings) and ``meta``
-    (dict: kind, bin_size, channel_names, proposal, random_seed, history).
+    No pickle: tensors become arrays, settings become JSON objects.
     """
-    import json
-
     est._check_fitted("export_fit")
     state = {f"model.{k}": v.detach().cpu().numpy() for k, v in est.model_.state_dict().items()}
     state.update({f"proposal.{k}": v.detach().cpu().numpy()
@@ -1666,20 +1659,22 @@ def export_fit(est: LowRankRNN) -> dict[str, Any]:
     params["nonlinearity"] = nl.to_config() if isinstance(nl, Nonlinearity) else nl
     params["random_state"] = est.random_seed_
     params["device"] = "auto"
-    return {
-        "state": state,
-        "model_config": est.model_config_.to_json(),
-        "train_config": est.train_config_.to_json(),
-        "estimator_params": json.dumps(params, sort_keys=True),
-        "meta": {"kind": est.kind_, "bin_size": est.bin_size_,
-                 "channel_names": list(est.channel_names_), "proposal": est.proposal_name_,
-                 "random_seed": int(est.random_seed_), "history": est.history_.to_dict(),
-                 "stability": _json_safe(getattr(est, "stability_", None)),
-                 "dtype": str(est._dtype()).replace("torch.", "")},
-    }
+    zs = getattr(est, "zscore_", None)
+    return FitRecord(
+        state=state,
+        model_config=json.loads(est.model_config_.to_json()),
+        train_config=json.loads(est.train_config_.to_json()),
+        estimator_params=json.loads(json.dumps(params, sort_keys=True)),
+        meta={"kind": est.kind_, "bin_size": est.bin_size_,
+              "channel_names": list(est.channel_names_), "proposal": est.proposal_name_,
+              "random_seed": int(est.random_seed_), "history": est.history_.to_dict(),
+              "stability": _json_safe(getattr(est, "stability_", None)),
+              "dtype": str(est._dtype()).replace("torch.", "")},
+        parameters=est.parameters_,
+        zscore=None if zs is None else {"mean": list(zs["mean"]), "std": list(zs["std"])})
 
 
-def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
+def import_fit(record: FitRecord, *, device: str = "auto") -> LowRankRNN:
     """Inverse of :func:`export_fit`: a fitted :class:`LowRankRNN`.
 
     Raises
@@ -1687,17 +1682,15 @@ def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
     ValueError
         A tensor is missing or has the wrong shape (the message names it).
     """
-    import json
-
-    mcfg = ModelConfig.from_json(exported["model_config"])
-    tc = json.loads(exported["train_config"])
-    params = json.loads(exported["estimator_params"])
+    mcfg = ModelConfig.from_json(json.dumps(record.model_config))
+    tc = dict(record.train_config)
+    params = dict(record.estimator_params)
     # fits written before restore_best existed kept the last epoch (unless patience was set)
     tc.setdefault("restore_best", False)
     params.setdefault("restore_best", False)
     tcfg = TrainConfig(**tc)
     params["device"] = device
-    meta = exported["meta"]
+    meta = record.meta
     est = LowRankRNN(**params)
     dev = _resolve_device(device)
     model = LowRankRNNModel(mcfg)
@@ -1713,7 +1706,7 @@ def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
     else:
         proposal = make_proposal(prop_name, model)
     proposal = proposal.to(next(model.parameters()).dtype)
-    state = exported["state"]
+    state = record.state
     for prefix, module in (("model.", model), ("proposal.", proposal)):
         own = module.state_dict()
         new = {}
@@ -1749,6 +1742,11 @@ def import_fit(exported: dict[str, Any], *, device: str = "auto") -> LowRankRNN:
                        for k, v in stab.items()} if isinstance(stab, dict) else None)
     est.stable_ = bool(est.stability_["stable"]) if est.stability_ and \
         "stable" in est.stability_ else None
+    zs = record.zscore
+    if isinstance(zs, dict) and {"mean", "std"} <= set(zs):
+        mean, std = np.asarray(zs["mean"], float), np.asarray(zs["std"], float)
+        if mean.shape == std.shape == (mcfg.n_channels,):
+            est.zscore_ = {"mean": mean.tolist(), "std": std.tolist()}
     return est
 
 

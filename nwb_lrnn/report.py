@@ -51,7 +51,7 @@ def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
     -------
     Path of ``index.html``.
     """
-    from .io import read_fit
+    from .results import read_fit
 
     fit_path, out = Path(fit_path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -378,7 +378,7 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
         shutil.rmtree(work, ignore_errors=True)
     out = dict(report)
     if nwb_path is not None:
-        from .io import write_nwb
+        from .results import write_nwb
 
         write_nwb(est, nwb_path, data=train_data, include=include, overwrite=True,
                   metrics={f"sweep_{metric}": out[metric]})
@@ -497,8 +497,8 @@ class SweepResult:
         return ok.loc[idx]
 
     def best_estimator(self, device: str = "auto"):
-        """The best trial's fit, reloaded with :func:`~nwb_lrnn.io.read_fit`."""
-        from .io import read_fit
+        """The best trial's fit, reloaded with :func:`~nwb_lrnn.read_fit`."""
+        from .results import read_fit
 
         return read_fit(self.best["nwb_path"], device=device)  # one session only (see best)
 
@@ -632,7 +632,7 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     chunk_epochs : int, optional
         Epochs between checkpoints (default: a tenth of ``max_epochs``).
     include : sequence of str
-        What each trial's NWB file holds (see :func:`~nwb_lrnn.io.write_nwb`).
+        What each trial's NWB file holds (see :func:`~nwb_lrnn.write_nwb`).
     torch_threads : int or None
         Torch threads per trial.
     backend : {'ray', 'serial'}

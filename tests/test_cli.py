@@ -112,7 +112,8 @@ def eeg_fit(tmp_path_factory):
 
 
 def test_fit_eeg_edf_with_paper_preprocessing(eeg_fit, capsys):
-    from nwb_lrnn.io import read_fit, read_fit_source
+    from nwb_lrnn import read_fit
+    from nwb_lrnn.io import read_fit_source
 
     est = read_fit(eeg_fit)
     assert est.model_config_.n_channels == 64 and est.kind_ == "continuous"

@@ -210,7 +210,7 @@ def test_binned_windows_skip_nan(raw):
 
 def test_reloaded_eeg_fit_generates_volts(tmp_path):
     """write_nwb -> read_fit keeps the z-scoring, so sample_raw gives EEG channels in volts."""
-    from nwb_lrnn.io import read_fit, write_nwb
+    from nwb_lrnn import read_fit, write_nwb
 
     raw = mne.io.read_raw_edf(EDF, preload=True, verbose="error").crop(0, 20)
     est = _tiny().fit(raw, picks="eeg")

@@ -1,6 +1,6 @@
 """LowRankRNN: the estimator's protocol, outputs and bad input."""
 
-import json
+import dataclasses
 import warnings
 
 import numpy as np
@@ -376,9 +376,9 @@ def test_restore_best_is_a_parameter_and_old_fits_say_they_kept_the_last_epoch()
     est = LowRankRNN(rank=1, n_units=4, max_epochs=1, n_particles=2, verbose=False,
                      random_state=0).fit(np.random.default_rng(0).normal(size=(4, 20, 2)))
     ex = export_fit(est)
-    old = dict(ex, train_config=json.dumps({k: v for k, v in json.loads(
-        ex["train_config"]).items() if k != "restore_best"}), estimator_params=json.dumps(
-        {k: v for k, v in json.loads(ex["estimator_params"]).items() if k != "restore_best"}))
+    old = dataclasses.replace(
+        ex, train_config={k: v for k, v in ex.train_config.items() if k != "restore_best"},
+        estimator_params={k: v for k, v in ex.estimator_params.items() if k != "restore_best"})
     assert import_fit(ex).train_config_.restore_best is True
     again = import_fit(old)
     assert again.train_config_.restore_best is False and again.restore_best is False

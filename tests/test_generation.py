@@ -64,7 +64,7 @@ def test_check_generation_without_data_and_skipping_it():
 
 
 def test_stability_is_stored_in_the_fit_file(tmp_path):
-    from nwb_lrnn.io import read_fit, write_nwb
+    from nwb_lrnn import read_fit, write_nwb
     from nwb_lrnn.io.fit_nwb import summarize_fit
 
     data = _teacher_data(4, 50)

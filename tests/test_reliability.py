@@ -72,8 +72,8 @@ def test_loading_a_fit_never_runs_code_from_the_file(tmp_path):
     """Strings in a fit file are data: config fields holding code are rejected, not run."""
     import h5py
 
-    from nwb_lrnn import LowRankRNN
-    from nwb_lrnn.io import FitFileError, read_fit, write_nwb
+    from nwb_lrnn import LowRankRNN, read_fit, write_nwb
+    from nwb_lrnn.io import FitFileError
 
     rng = np.random.default_rng(0)
     est = LowRankRNN.from_parameters(U=rng.normal(size=(6, 2)), V=rng.normal(size=(2, 6)) / 6,
@@ -205,7 +205,7 @@ def test_resume_with_encoder_proposal_and_refusals(tmp_path):
 _WRITER = """
 import sys, time, numpy as np
 from nwb_lrnn import LowRankRNN
-from nwb_lrnn.io import write_nwb
+from nwb_lrnn import write_nwb
 rng = np.random.default_rng(int(sys.argv[3]))
 est = LowRankRNN.from_parameters(U=rng.normal(size=(6, 2)), V=rng.normal(size=(2, 6)) / 6,
                                  C=rng.normal(size=(3, 2)), d=np.zeros(3), noise_x=0.5,

@@ -156,6 +156,8 @@ def _imports_torch(code: str) -> bool:
 
 def test_cli_help_and_package_import_do_not_import_torch():
     assert not _imports_torch("import nwb_lrnn")
+    assert not _imports_torch("import nwb_lrnn.io, nwb_lrnn.io.fit_nwb, nwb_lrnn.io.records, "
+                              "nwb_lrnn.results")
     assert not _imports_torch("import nwb_lrnn.cli as c\ntry:\n    c.main(['--help'])\n"
                               "except SystemExit:\n    pass")
     assert _imports_torch("import nwb_lrnn\nnwb_lrnn.LowRankRNN")
@@ -174,3 +176,7 @@ def test_info_does_not_import_torch(tmp_path):
             f"assert rc == 0 and 'fixed points' in buf.getvalue() and 'trained 1 epochs' in "
             f"buf.getvalue(), buf.getvalue()")
     assert not _imports_torch(code)
+    # io is a leaf: its reader gives the fit as a plain record, without torch
+    assert not _imports_torch(f"from nwb_lrnn.io import read_fit_record\n"
+                              f"r = read_fit_record({str(out)!r})\n"
+                              f"assert r.rank == 2 and r.state, r")

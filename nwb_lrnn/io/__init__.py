@@ -1,5 +1,9 @@
 """Readers and writers: NWB, DANDI, MNE, spikeinterface, pynapple. Knows no torch.
 
+The fit file's writer and reader here take and give plain records (:class:`FitRecord`,
+:class:`FitResults`); :func:`nwb_lrnn.write_nwb` and :func:`nwb_lrnn.read_fit` turn an
+estimator into them and back.
+
 Names are imported lazily (PEP 562) so that ``import nwb_lrnn`` does not import MNE, dandi or
 spikeinterface.
 """
@@ -17,9 +21,10 @@ _NAMES = {
     "preprocess_eeg_paper": ".eeg",
     "bin_spike_times": ".binning",
     "read_nlb": ".nlb", "read_behavior": ".behavior",
-    "write_nwb": ".fit_nwb", "read_fit": ".fit_nwb", "FitFileError": ".fit_nwb",
-    "store_fixed_points": ".fit_nwb", "read_fit_source": ".fit_nwb",
-    "summarize_fit": ".fit_nwb",
+    "write_fit": ".fit_nwb", "read_fit_record": ".fit_nwb", "FitFileError": ".fit_nwb",
+    "check_fit_target": ".fit_nwb", "store_fixed_points": ".fit_nwb",
+    "read_fit_source": ".fit_nwb", "summarize_fit": ".fit_nwb",
+    "FitRecord": ".records", "FitResults": ".records",
     "from_pynapple": ".pynap", "to_pynapple": ".pynap",
     "read": ".sources", "source_kind": ".sources", "EEG_SUFFIXES": ".sources",
 }

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_option
+from ..data import BinnedData
 from . import _hdf5 as _h5
+from .records import FitRecord, FitResults
 
-__all__ = ["FitFileError", "load_extension", "read_fit", "read_fit_source", "store_fixed_points",
-           "summarize_fit", "write_nwb"]
+__all__ = ["FitFileError", "check_fit_target", "load_extension", "read_fit_record",
+           "read_fit_source", "store_fixed_points", "summarize_fit", "write_fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,38 +185,41 @@ def _shareable(prov: Any) -> Any:
     return prov
 
 
-def _model_group(est, exported: dict, description: str, source: dict):
-    from .. import __version__
+def _model_group(record: FitRecord, description: str, source: dict):
+    from .._version import __version__
 
-    p = est.parameters_
-    state = exported["state"]
+    p = record.parameters
+    if not p:
+        raise ValueError("the fit record has no named parameters (a record read back from a "
+                         "file); export it from the estimator (nwb_lrnn.estimator.export_fit).")
+    state = record.state
     keys = sorted(state)
     Model = _cls("LowRankRNNModel")
-    R = est.model_config_.rank
     nz = np.asarray(p["noise_z"], dtype=float)
+    hist = record.history
     kwargs = dict(
-        name="model", description=description, rank=R,
-        n_units=est.model_config_.n_units, n_channels=est.model_config_.n_channels,
-        n_inputs=est.model_config_.n_inputs,
+        name="model", description=description, rank=record.rank,
+        n_units=record.n_units, n_channels=record.n_channels, n_inputs=record.n_inputs,
         nonlinearity=json.dumps(p["nonlinearity"], sort_keys=True),
-        observation=est.model_config_.observation, proposal=est.proposal_name_,
-        bin_size=float(est.bin_size_),
-        model_config=json.dumps({"model": json.loads(exported["model_config"]),
-                                 "estimator": json.loads(exported["estimator_params"]),
-                                 "meta": _meta_for_file(exported["meta"])}, sort_keys=True),
-        train_config=exported["train_config"], package_version=__version__,
-        random_seed=int(est.random_seed_), source=json.dumps(source, sort_keys=True,
-                                                             default=str),
+        observation=record.observation, proposal=record.proposal,
+        bin_size=record.bin_size,
+        model_config=json.dumps({"model": record.model_config,
+                                 "estimator": record.estimator_params,
+                                 "meta": _meta_for_file(record.meta)}, sort_keys=True),
+        train_config=json.dumps(record.train_config, sort_keys=True),
+        package_version=__version__,
+        random_seed=record.random_seed, source=json.dumps(source, sort_keys=True,
+                                                          default=str),
         U=p["U"], V=p["V"], h=p["h"], decay=np.atleast_1d(p["decay"]).astype(float),
         noise_cov=np.diag(nz**2) if nz.ndim == 1 else nz, init_mean=p["init_mean"],
         init_cov=np.diag(np.asarray(p["init_sd"], dtype=float) ** 2),
-        training_bound=np.asarray(est.history_.train_bound, dtype=float),
+        training_bound=np.asarray(hist.get("train_bound", []), dtype=float),
         state_values=np.concatenate([np.asarray(state[k], dtype=np.float64).ravel()
                                      for k in keys]) if keys else np.zeros(0),
         state_keys=keys, state_shapes=[json.dumps(list(np.shape(state[k]))) for k in keys],
     )
-    if est.history_.val_bound:
-        kwargs["validation_bound"] = np.asarray(est.history_.val_bound, dtype=float)
+    if hist.get("val_bound"):
+        kwargs["validation_bound"] = np.asarray(hist["val_bound"], dtype=float)
     for opt in ("B", "C", "d", "noise_x", "gain", "bias"):
         if p.get(opt) is not None:
             kwargs[opt] = np.asarray(p[opt], dtype=float)
@@ -256,139 +261,79 @@ def _history_scalars(path, value: Any, n_epochs: int) -> dict[str, Any]:
     return out
 
 
-def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new",
-              include: Iterable[str] = ("model", "latents", "generated", "metrics"),
-              overwrite: bool = False, n_generated: tuple[int, int] | None = None,
-              burn_in: int = 0, random_state: int = 0, fixed_points=None,
-              metrics: Mapping[str, float] | None = None, subject=None,
-              session_description: str | None = None,
-              module_name: str = MODULE_NAME, experimenter: str | list[str] | None = None,
-              institution: str | None = None, lab: str | None = None,
-              session_start_time: datetime | None = None) -> Path:
-    """Write a fitted :class:`~nwb_lrnn.LowRankRNN` into an NWB file.
-
-    Parameters
-    ----------
-    estimator : LowRankRNN
-        A fitted estimator (or one from ``LowRankRNN.from_parameters``).
-    path : path
-        Output file.
-    data : BinnedData, optional
-        The data the model was fitted on (or evaluated with): its provenance is recorded and
-        it is used for the posterior latents and the metrics.
-    mode : {'new', 'append'}
-        'new': a standalone results file (session metadata from the source NWB file when it
-        is local, otherwise from ``subject``/``session_description``). 'append': add the
-        processing module to the existing NWB file at ``path`` (through a copy and an atomic
-        replace; the original is untouched if anything fails).
-    include : iterable of {'model', 'latents', 'generated', 'metrics', 'fixed_points'}
-        What to write ('latents' and 'metrics' need ``data``; 'fixed_points' needs
-        ``fixed_points`` or a piecewise-linear model).
-    overwrite : bool
-        Replace an existing file in mode 'new'.
-    n_generated : (n_trials, n_time), optional
-        Size of the surrogate data (default: the shape of ``data``, else (1, 1000)).
-    burn_in, random_state : int
-        Of the surrogate data.
-    fixed_points : FixedPoints, optional
-        A precomputed fixed-point table.
-    metrics : dict, optional
-        Extra measures to store: name -> value (split 'user') or name -> (value, split), e.g.
-        ``{"var1.loglik_per_bin": (-80.2, "validation")}`` for a baseline's measure.
-    subject : pynwb.file.Subject or dict, optional
-        Subject metadata for a new file (DANDI needs subject_id, species, sex, age). Default:
-        the source NWB file's Subject; a warning says when there is none.
-    experimenter, institution, lab : optional
-        Default: the source NWB file's. ``session_start_time`` is always the recording's
-        (its NWB file, or the MNE recording's ``meas_date``), not the time of writing.
-
-    Local file paths in the provenance are stored as file names (with the file's SHA-256):
-    a results file carries no absolute path of this machine.
-    session_description : str, optional
-    module_name : str
-        Name of the processing module.
-
-    Returns
-    -------
-    Path of the written file.
+def check_fit_target(path: str | os.PathLike, *, mode: str = "new", overwrite: bool = False,
+                     data: BinnedData | None = None) -> Path:
+    """Check, before anything is computed, that a fit may be written to ``path``.
 
     Raises
     ------
     FileExistsError
-        ``path`` exists, mode 'new' and ``overwrite=False``.
+        ``path`` exists, mode 'new' and ``overwrite=False``; or ``path`` is a recording
+        (results never replace a recording, whatever ``overwrite`` says).
     FileNotFoundError
         mode 'append' and ``path`` does not exist.
     ValueError
-        Unfitted estimator, unknown ``include`` entries, or ``data`` that does not match.
-
-    Examples
-    --------
-    >>> write_nwb(est, "fit.nwb", data=data)     # doctest: +SKIP
-    >>> est2 = read_fit("fit.nwb")                # doctest: +SKIP
+        An unknown ``mode``.
     """
-    from ..estimator import LowRankRNN, NotFittedError, export_fit
-
-    if not isinstance(estimator, LowRankRNN):
-        raise TypeError(f"estimator must be a LowRankRNN, got {type(estimator).__name__}.")
-    if not hasattr(estimator, "model_"):
-        raise NotFittedError("write_nwb needs a fitted LowRankRNN: call fit(data) or "
-                             "LowRankRNN.from_parameters(...) first.")
     mode = check_option("mode", mode, ("new", "append"))
-    include = tuple(include)
-    for item in include:
-        check_option("include", item, INCLUDE)
     path = Path(path).expanduser()
     if mode == "new" and path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it (or "
                               "mode='append' to add the fit to it).")
     if mode == "append" and not path.is_file():
         raise FileNotFoundError(f"mode='append' needs an existing NWB file, {path} not found.")
-    if data is not None:
-        data = estimator._as_data(data)  # once: MNE input is read and z-scored here only
-        estimator._check_compatible(data)
-    if "latents" in include and data is None:
-        logger.info("no data given: posterior latents are not written")
-    prov = _provenance(data) if data is not None else {}
     target = _write_target(path)
     if mode == "new" and target.exists():
-        check_replaceable(target, prov, shown=path)
-    zs = getattr(estimator, "zscore_", None)
-    if zs is not None and "zscore" not in prov:  # an EEG fit: how to get volts back
-        prov = {**prov, "zscore": zs, "sfreq": 1.0 / float(estimator.bin_size_)}
-    exported = export_fit(estimator)
-    description = (f"Stochastic low-rank RNN (rank {estimator.model_config_.rank}, "
-                   f"{estimator.model_config_.n_units} units, "
-                   f"{estimator.model_config_.observation} observations) fitted with "
-                   "variational SMC by nwb_lrnn")
+        check_replaceable(target, _provenance(data) if data is not None else {}, shown=path)
+    return path
+
+
+def write_fit(record: FitRecord, path: str | os.PathLike, *, results: FitResults | None = None,
+              data: BinnedData | None = None, include_model: bool = True, mode: str = "new",
+              overwrite: bool = False, subject=None, session_description: str | None = None,
+              module_name: str = MODULE_NAME, experimenter: str | list[str] | None = None,
+              institution: str | None = None, lab: str | None = None,
+              session_start_time: datetime | None = None) -> Path:
+    """Write a fit record (and what was computed with it) into an NWB file.
+
+    The io half of :func:`nwb_lrnn.write_nwb`, which exports the estimator
+    (:func:`nwb_lrnn.estimator.export_fit`), computes the :class:`FitResults` and calls this;
+    the options are documented there.
+
+    Parameters
+    ----------
+    record : FitRecord
+    path : path
+    results : FitResults, optional
+        Posterior latents, surrogate data, measures, fixed points.
+    data : BinnedData, optional
+        The data the model was fitted on: their provenance is recorded (local file paths as
+        file names with the file's SHA-256) and, when appending to the file they were read
+        from, the model's channels are linked to its Units or electrodes.
+    include_model : bool
+        Write the model group (False: only the results).
+
+    Returns
+    -------
+    Path of the written file.
+    """
+    results = results or FitResults()
+    path = check_fit_target(path, mode=mode, overwrite=overwrite, data=data)
+    prov = _provenance(data) if data is not None else {}
+    target = _write_target(path)
+    if record.zscore is not None and "zscore" not in prov:  # an EEG fit: volts back
+        prov = {**prov, "zscore": record.zscore, "sfreq": 1.0 / record.bin_size}
+    description = (f"Stochastic low-rank RNN (rank {record.rank}, {record.n_units} units, "
+                   f"{record.observation} observations) fitted with variational SMC by "
+                   "nwb_lrnn")
     linked_sources = _local_sources(prov)  # before the paths are made shareable
     meta = _source_metadata(prov) if mode == "new" else {}
     prov = _shareable(prov)
     if mode == "new":
-        if isinstance(subject, Mapping):  # the given fields over those of the source
-            from pynwb.file import Subject
-
-            known = meta.get("subject")
-            base = {k: v for k, v in (known.fields.items() if known is not None else ())
-                    if k in ("subject_id", "species", "sex", "age", "date_of_birth",
-                             "description")}
-            subject = Subject(**{**base, **subject})
-        subject = subject or meta.get("subject")
-        if subject is None:
-            logger.warning("%s: no Subject (the source has none); pass subject=dict("
-                           "subject_id=..., species=..., sex=..., age=...) (CLI: --subject-id, "
-                           "--species, --sex, --age): DANDI and nwbinspector need one.", path)
-        elif not getattr(subject, "species", None):
-            logger.warning("%s: the Subject (%s) has no species; pass subject=dict(species="
-                           "'Homo sapiens') or the like (CLI: --species): DANDI needs one.",
-                           path, subject.subject_id)
-        if session_start_time is not None:
-            meta["session_start_time"] = session_start_time
-        meta = {**meta, "subject": subject,
-                "experimenter": experimenter or meta.get("experimenter"),
-                "institution": institution or meta.get("institution"),
-                "lab": lab or meta.get("lab")}
-    objects = _build_objects(estimator, exported, data, include, description, prov,
-                             n_generated, burn_in, random_state, fixed_points, metrics)
+        meta = _session_metadata(meta, path, subject=subject, experimenter=experimenter,
+                                 institution=institution, lab=lab,
+                                 session_start_time=session_start_time)
+    objects = _build_objects(record, results, include_model, description, prov)
 
     need = _objects_nbytes(objects) + (target.stat().st_size if mode == "append" else 0)
     if mode == "new":
@@ -412,6 +357,34 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
                            "another tool needs NWB %s.", path, after, before,
                            pynwb.__version__, before)
     return path
+
+
+def _session_metadata(meta: dict, path: Path, *, subject, experimenter, institution, lab,
+                      session_start_time) -> dict:
+    """The new file's session metadata: the given values over those of the source."""
+    if isinstance(subject, Mapping):  # the given fields over those of the source
+        from pynwb.file import Subject
+
+        known = meta.get("subject")
+        base = {k: v for k, v in (known.fields.items() if known is not None else ())
+                if k in ("subject_id", "species", "sex", "age", "date_of_birth",
+                         "description")}
+        subject = Subject(**{**base, **subject})
+    subject = subject or meta.get("subject")
+    if subject is None:
+        logger.warning("%s: no Subject (the source has none); pass subject=dict("
+                       "subject_id=..., species=..., sex=..., age=...) (CLI: --subject-id, "
+                       "--species, --sex, --age): DANDI and nwbinspector need one.", path)
+    elif not getattr(subject, "species", None):
+        logger.warning("%s: the Subject (%s) has no species; pass subject=dict(species="
+                       "'Homo sapiens') or the like (CLI: --species): DANDI needs one.",
+                       path, subject.subject_id)
+    if session_start_time is not None:
+        meta["session_start_time"] = session_start_time
+    return {**meta, "subject": subject,
+            "experimenter": experimenter or meta.get("experimenter"),
+            "institution": institution or meta.get("institution"),
+            "lab": lab or meta.get("lab")}
 
 
 def _nwb_version(path: Path) -> str | None:
@@ -950,70 +923,42 @@ def _source_of(group, path) -> dict:
     return out if isinstance(out, dict) else {}
 
 
-def _build_objects(est, exported, data, include, description, prov, n_generated, burn_in,
-                   random_state, fixed_points, metrics) -> list:
-    objects = [_model_group(est, exported, description, prov)] if "model" in include else []
-    bin_size = float(est.bin_size_)
-    if "latents" in include and data is not None:
-        mean, sd = est.transform(data, return_std=True, n_runs=4)
-        d, ts, idx = _concat_trials(mean, data.start_times, bin_size)
-        s, _, _ = _concat_trials(sd, data.start_times, bin_size)
+def _build_objects(record: FitRecord, results: FitResults, include_model: bool,
+                   description: str, prov: dict) -> list:
+    objects = [_model_group(record, description, prov)] if include_model else []
+    bin_size = record.bin_size
+    if results.latents is not None:
+        mean = np.asarray(results.latents)
+        sd = np.asarray(results.latents_sd if results.latents_sd is not None
+                        else np.zeros_like(mean))
+        starts = (np.arange(mean.shape[0]) * mean.shape[1] * bin_size
+                  if results.latent_start_times is None else results.latent_start_times)
+        d, ts, idx = _concat_trials(mean, starts, bin_size)
+        s, _, _ = _concat_trials(sd, starts, bin_size)
         objects.append(_cls("PosteriorLatents")(
             name="posterior_latents", data=d, spread=s, trial_index=idx, **ts,
-            unit="a.u.", method="smoothed", n_particles=int(est.train_config_.n_particles),
+            unit="a.u.", method=results.latent_method, n_particles=record.n_particles,
             description="Posterior mean latents (particle filter-smoother) of the data the "
                         "model was fitted on; spread holds the posterior SD."))
-    if "generated" in include:
-        if n_generated is None:
-            n_generated = (data.n_trials, data.n_time) if data is not None else (1, 1000)
-        gen = est.sample(int(n_generated[0]), int(n_generated[1]), burn_in=burn_in,
-                         random_state=random_state,
-                         inputs=None if data is None or data.inputs is None
-                         or tuple(n_generated) != (data.n_trials, data.n_time)
-                         or burn_in else data.inputs)
+    gen = results.generated
+    if gen is not None:
         d, ts, idx = _concat_trials(gen.values, np.arange(gen.n_trials) * gen.duration,
                                     bin_size)
         objects.append(_cls("GeneratedData")(
             name="generated", data=d.astype(np.int64) if gen.kind == "counts" else d,
-            trial_index=idx, **ts, kind=gen.kind, burn_in=int(burn_in),
-            random_seed=int(random_state), unit="counts" if gen.kind == "counts" else "a.u.",
+            trial_index=idx, **ts, kind=gen.kind, burn_in=int(results.burn_in),
+            random_seed=int(results.generated_seed),
+            unit="counts" if gen.kind == "counts" else "a.u.",
             description=f"Surrogate data generated by the fitted model "
                         f"({gen.n_trials} trials of {gen.n_time} bins; trial k starts at "
                         f"k x {gen.duration:g} s on its own clock)."))
-    if "metrics" in include:
-        rows = []
-        if data is not None:
-            rows.append(("bound_per_step", est.score(data), "train"))
-        hist = est.history_
-        kept = est.kept_epoch_
-        if hist.val_bound and kept is not None and kept < len(hist.val_bound):
-            # of the epoch whose parameters the fit holds
-            rows.append(("bound_per_step", float(hist.val_bound[kept]), "validation"))
-        stab = getattr(est, "stability_", None)
-        if stab:  # the long simulation at the end of the fit (LowRankRNN.check_generation)
-            rows.append(("generation_bounded", float(bool(stab["stable"])), "generation"))
-            rows.append(("generation_max_abs_z_ratio", float(stab["ratio"]), "generation"))
-            if stab.get("scale_ratio") is not None:
-                rows.append(("generation_scale_ratio", float(stab["scale_ratio"]),
-                             "generation"))
-        for k, v in (metrics or {}).items():
-            value, split = v if isinstance(v, tuple) and len(v) == 2 else (v, "user")
-            rows.append((str(k), float(value), str(split)))
-        if rows:
-            table = _cls("FitMetrics")(name="metrics", description="Measures of the fit.")
-            for name, value, split in rows:
-                table.add_row(metric=name, value=float(value), split=split)
-            objects.append(table)
-    if "fixed_points" in include:
-        fp = fixed_points
-        if fp is None:
-            try:
-                from ..analysis.fixed_points import find_fixed_points
-            except ImportError:
-                find_fixed_points = None
-            fp = find_fixed_points(est, verbose=False) if find_fixed_points else None
-        if fp is not None:
-            objects.append(_fixed_point_table(fp))
+    if results.metrics:
+        table = _cls("FitMetrics")(name="metrics", description="Measures of the fit.")
+        for name, value, split in results.metrics:
+            table.add_row(metric=str(name), value=float(value), split=str(split))
+        objects.append(table)
+    if results.fixed_points is not None:
+        objects.append(_fixed_point_table(results.fixed_points))
     return objects
 
 
@@ -1115,13 +1060,13 @@ def _link_channels(nwb, objects, data) -> None:
 
 
 # ------------------------------------------------------------------------------- read
-def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
-             device: str = "auto"):
-    """Reload a fit written by :func:`write_nwb` as a fitted :class:`~nwb_lrnn.LowRankRNN`.
+def read_fit_record(path: str | os.PathLike, *, module_name: str | None = None
+                    ) -> FitRecord:
+    """The fit record stored in an NWB file written by :func:`nwb_lrnn.write_nwb`.
 
-    ``sample`` with the same ``random_state`` gives identical output to the estimator that
-    was written; ``transform`` agrees to numerical precision. Nothing in the file is executed:
-    parameters are read as arrays, settings as JSON.
+    :func:`nwb_lrnn.read_fit` rebuilds the estimator from it. Nothing in the file is
+    executed: parameters are read as arrays (their sizes checked before anything is
+    allocated), settings as JSON.
 
     Parameters
     ----------
@@ -1129,7 +1074,6 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
         An NWB file with a ``LowRankRNNModel`` in a processing module.
     module_name : str, optional
         The processing module (default: the first one that holds a model).
-    device : str
 
     Raises
     ------
@@ -1139,32 +1083,24 @@ def read_fit(path: str | os.PathLike, *, module_name: str | None = None,
     f = _open_fit_file(path)
     with f:
         group = _find_model_group(f, path, module_name)
-        exported = _read_model_group(group, path)
+        record = _read_model_group(group, path)
         src = _source_of(group, path)
-    _check_sizes(exported, path)
-    from ..estimator import import_fit
-
-    try:
-        est = import_fit(exported, device=device)
-    except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise FitFileError(f"{path}: {err}") from None
+    _check_sizes(record, path)
     # an EEG fit: the z-scoring of its data, so that sample_raw returns volts again
     zs = src.get("zscore")
     if isinstance(zs, dict) and {"mean", "std"} <= set(zs):
-        mean, std = np.asarray(zs["mean"], float), np.asarray(zs["std"], float)
-        if mean.shape == std.shape == (est.model_config_.n_channels,):
-            est.zscore_ = {"mean": mean.tolist(), "std": std.tolist()}
-    return est
+        record.zscore = {"mean": zs["mean"], "std": zs["std"]}
+    return record
 
 
-def _check_sizes(exported: dict, path) -> None:
+def _check_sizes(record: FitRecord, path) -> None:
     """Sizes in the settings cannot exceed the stored parameters' largest dimension, so that a
     crafted ``n_units`` cannot make the model allocate before its parameters are checked."""
-    dims = [int(n) for v in exported["state"].values() for n in np.shape(v)] or [0]
-    cfg = json.loads(exported["model_config"])
-    est = json.loads(exported["estimator_params"])
+    dims = [int(n) for v in record.state.values() for n in np.shape(v)] or [0]
+    cfg = record.model_config
+    est = record.estimator_params
     checks = [(k, cfg.get(k)) for k in ("n_units", "n_channels", "rank", "n_inputs")]
-    if any(k.startswith("proposal.") for k in exported["state"]):  # a trained encoder
+    if any(k.startswith("proposal.") for k in record.state):  # a trained encoder
         checks += [(k, est.get(k)) for k in ("encoder_hidden", "encoder_kernel")]
     checks.append(("n_particles", est.get("n_particles")))
     for key, v in checks:
@@ -1289,7 +1225,7 @@ def _find_model_group(f, path, module_name):
     return found[0][2]
 
 
-def _read_model_group(g, path) -> dict[str, Any]:
+def _read_model_group(g, path) -> FitRecord:
     label = str(path)
 
     def need(name):
@@ -1348,9 +1284,10 @@ def _read_model_group(g, path) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         raise FitFileError(f"{path}: the training history should hold numbers ({err}).") from None
     train_config = attr("train_config")
-    loads(train_config, f"the attribute {g.name}@train_config")
     hist.update(_history_scalars(path, meta.get("history"), len(hist["train_bound"])))
     meta = dict(meta, history=hist)
-    return {"state": state, "model_config": json.dumps(model_cfg),
-            "train_config": _text(train_config), "estimator_params": json.dumps(est_params),
-            "meta": meta}
+    train_cfg = loads(train_config, f"the attribute {g.name}@train_config")
+    if not isinstance(train_cfg, dict):
+        raise FitFileError(f"{path}: the train_config attribute should hold a JSON object.")
+    return FitRecord(state=state, model_config=model_cfg, train_config=train_cfg,
+                     estimator_params=est_params, meta=meta)
