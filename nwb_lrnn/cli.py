@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import _defaults
 from .io.sources import EEG_SUFFIXES  # the one suffix table; the io package is lazy (no torch)
 
 __all__ = ["build_parser", "main", "sample_eeg_path"]
@@ -233,7 +234,8 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
                      n_particles=args.particles, max_epochs=args.epochs, window=args.window,
                      steps_per_epoch=args.steps_per_epoch,
                      batch_size=args.batch_size, learning_rate=args.lr,
-                     lr_final=args.lr / 100, random_state=args.seed, device=args.device,
+                     lr_final=args.lr / _defaults.CLI_LR_DECAY, random_state=args.seed,
+                     device=args.device,
                      validation_fraction=args.validation_fraction,
                      verbose=_fit_progress(args))
     t0 = time.perf_counter()
@@ -858,29 +860,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eeg-preprocessing", choices=("paper", "zscore"), default="zscore",
                    help="EEG only: 'paper' = the Hess et al. 2023 / Pals et al. 2024 recipe "
                         "(causal Hann smoothing, z-score); 'zscore' = z-score each channel")
-    p.add_argument("--rank", type=int, default=3, help="latent dimension R (>= 1)")
-    p.add_argument("--units", type=int, default=64, help="RNN units N (>= rank)")
-    p.add_argument("--nonlinearity", default="clipped_relu",
+    p.add_argument("--rank", type=int, default=_defaults.CLI_RANK,
+                   help="latent dimension R (>= 1)")
+    p.add_argument("--units", type=int, default=_defaults.N_UNITS, help="RNN units N (>= rank)")
+    p.add_argument("--nonlinearity", default=_defaults.NONLINEARITY,
                    choices=("clipped_relu", "relu", "tanh", "identity"),
                    help="φ (clipped_relu keeps the generated dynamics bounded)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
-    # TrainConfig.n_particles (a literal here: the CLI's help must not import torch)
-    p.add_argument("--particles", type=int, default=32, help="SMC particles K")
-    p.add_argument("--epochs", type=int, default=200, help="training epochs (max)")
+    p.add_argument("--particles", type=int, default=_defaults.N_PARTICLES,
+                   help="SMC particles K")
+    p.add_argument("--epochs", type=int, default=_defaults.MAX_EPOCHS,
+                   help="training epochs (max)")
     p.add_argument("--window", type=int, default=None,
                    help="training window in bins (default: whole trials; sequences longer "
                         "than 1000 bins: random 100-bin windows)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimiser steps per epoch (default: one pass over the trials; 50 "
                         "with automatic windows)")
-    p.add_argument("--validation-fraction", type=float, default=0.2,
+    p.add_argument("--validation-fraction", type=float,
+                   default=_defaults.CLI_VALIDATION_FRACTION,
                    help="held out for the validation bound and the baseline comparison: this "
                         "fraction of the trials, or the end of one long recording (0: train "
                         "on everything, no comparison)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
-    p.add_argument("--lr", type=float, default=1e-2,
-                   help="Adam's initial learning rate (decayed to lr/100)")
+    p.add_argument("--batch-size", type=int, default=_defaults.BATCH_SIZE,
+                   help="sequences per step")
+    p.add_argument("--lr", type=float, default=_defaults.LEARNING_RATE,
+                   help=f"Adam's initial learning rate (decayed to lr/{_defaults.CLI_LR_DECAY})")
     p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', "
                                                     "'cuda[:N]'")

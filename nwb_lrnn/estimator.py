@@ -15,20 +15,22 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 
+from . import _defaults
 from ._threads import threads_for
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
 from .data import BinnedData, _clean_starts
-from .inference.proposals import PROPOSALS, make_proposal
+from .inference.proposals import PROPOSALS, check_proposal, make_proposal
 from .inference.resampling import get_resampler
 from .inference.smc import particle_filter
 from .inference.training import TrainConfig, TrainHistory, train
 from .io.records import FitRecord
-from .model.noise import softplus_inverse
 from .model.nonlinearities import NONLINEARITIES, Nonlinearity, get_nonlinearity
-from .model.observation import LINKS
+from .model.observation import LINKS, OBSERVATIONS, observation_for
 from .model.rnn import LowRankRNNModel, ModelConfig
 
 __all__ = ["LowRankRNN", "NotFittedError"]
+
+_KIND_WORDS = {"counts": "spike counts", "continuous": "continuous data"}
 
 logger = logging.getLogger(__name__)
 
@@ -389,19 +391,22 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     (8, 100, 2)
     """
 
-    def __init__(self, rank: int = 2, n_units: int = 64, *, observation: str = "auto",
-                 nonlinearity: str | dict | Nonlinearity = "clipped_relu",
-                 n_particles: int = TrainConfig.n_particles,
-                 proposal: str = "auto", max_epochs: int = 200, learning_rate: float = 1e-2,
-                 lr_final: float | None = 1e-3, optimizer: str = "adam",
-                 batch_size: int = 16,
+    def __init__(self, rank: int = _defaults.RANK, n_units: int = _defaults.N_UNITS, *,
+                 observation: str = "auto",
+                 nonlinearity: str | dict | Nonlinearity = _defaults.NONLINEARITY,
+                 n_particles: int = _defaults.N_PARTICLES,
+                 proposal: str = "auto", max_epochs: int = _defaults.MAX_EPOCHS,
+                 learning_rate: float = _defaults.LEARNING_RATE,
+                 lr_final: float | None = _defaults.LR_FINAL, optimizer: str = "adam",
+                 batch_size: int = _defaults.BATCH_SIZE,
                  steps_per_epoch: int | None = None, window: int | None = None,
-                 validation_fraction: float = 0.0, patience: int | None = None,
-                 restore_best: bool = True,
-                 grad_clip: float | None = 10.0, resampling: str = "systematic",
+                 validation_fraction: float = _defaults.VALIDATION_FRACTION,
+                 patience: int | None = None, restore_best: bool = True,
+                 grad_clip: float | None = _defaults.GRAD_CLIP, resampling: str = "systematic",
                  ess_threshold: float | None = None, noise_cov: str = "diag",
                  decay_per_dim: bool = False, link: str = "softplus", readout: str = "affine",
-                 encoder_kernel: int = 11, encoder_hidden: int = 64,
+                 encoder_kernel: int = _defaults.ENCODER_KERNEL,
+                 encoder_hidden: int = _defaults.ENCODER_HIDDEN,
                  encoder_causal: bool = False, device: str = "auto",
                  random_state: int | np.random.Generator | None = None,
                  stability_check: float = 10.0, verbose: bool = True):
@@ -480,27 +485,23 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         if rank > n_units:
             raise ValueError(f"rank must be between 1 and n_units ({n_units}), got {rank}: a "
                              "rank-R network needs at least R units.")
-        obs = check_option("observation", self.observation, ("auto", "gaussian", "poisson"))
+        obs = check_option("observation", self.observation, ("auto", *OBSERVATIONS))
         if obs == "auto":
-            obs = "poisson" if data.kind == "counts" else "gaussian"
-        if obs == "poisson" and data.kind != "counts":
-            raise ValueError("observation='poisson' needs spike counts (BinnedData.kind == "
-                             f"'counts'), but the data are {data.kind!r}; use "
-                             "observation='gaussian'.")
+            obs = observation_for(data.kind)
+        obs_cls = OBSERVATIONS[obs]
+        if not obs_cls.accepts(data.kind):
+            raise ValueError(f"observation={obs!r} needs {_KIND_WORDS[obs_cls.kind]} "
+                             f"(BinnedData.kind == {obs_cls.kind!r}), but the data are "
+                             f"{data.kind!r}; use "
+                             f"observation={observation_for(data.kind)!r}.")
         prop = check_option("proposal", self.proposal, ("auto", *PROPOSALS))
         if prop == "auto":
-            prop = "optimal" if obs == "gaussian" else "encoder"
-        if prop == "optimal" and obs != "gaussian":
-            raise ValueError("proposal='optimal' needs observation='gaussian'; for spike counts "
-                             "use proposal='encoder' or 'bootstrap'.")
+            prop = obs_cls.default_proposal
+        check_proposal(prop, obs)
         nl = get_nonlinearity(self.nonlinearity) if not isinstance(self.nonlinearity, str) \
             else get_nonlinearity(check_option("nonlinearity", self.nonlinearity, NONLINEARITIES))
         check_option("link", self.link, LINKS)
         readout = check_option("readout", self.readout, ("affine", "units"))
-        if obs == "poisson" and readout == "units" and data.n_channels > n_units:
-            raise ValueError(f"readout='units' maps recorded neuron i to unit i, so n_units "
-                             f"({n_units}) must be >= the number of channels "
-                             f"({data.n_channels}).")
         check_float("validation_fraction", self.validation_fraction, min_value=0.0,
                     max_value=1.0, strict_max=True)
         mcfg = ModelConfig(rank=rank, n_units=n_units, n_channels=data.n_channels,
@@ -570,6 +571,23 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         raise TypeError(f"{name} must be a BinnedData, an MNE Raw/Epochs or an array shaped "
                         f"(trials, time, channels); got {type(data).__name__}.")
 
+    def check_data(self, data: Any, *, picks: Any = None, name: str = "data") -> BinnedData:
+        """``data`` as the :class:`~nwb_lrnn.BinnedData` this fitted estimator works on.
+
+        An array, an MNE Raw/Epochs (read and z-scored as :meth:`fit` does) or a BinnedData,
+        checked against the fit: the channel count, the inputs and the data kind its
+        observation model needs.
+
+        Raises
+        ------
+        ValueError
+            The data do not match the fit (the message says how).
+        """
+        self._check_fitted("check_data")
+        data = self._as_data(data, name, picks=picks)
+        self._check_compatible(data, name)
+        return data
+
     def _check_compatible(self, data: BinnedData, name: str = "data") -> None:
         if data.n_channels != self.model_config_.n_channels:
             # the second sentence in scikit-learn's own words, for code that looks for it
@@ -580,9 +598,10 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         if data.n_inputs != self.model_config_.n_inputs:
             raise ValueError(f"{name} has {data.n_inputs} inputs but the model expects "
                              f"{self.model_config_.n_inputs}.")
-        if self.model_config_.observation == "poisson" and data.kind != "counts":
-            raise ValueError(f"{name} is {data.kind!r} but the model has Poisson observations "
-                             "and needs counts.")
+        obs_cls = OBSERVATIONS[self.model_config_.observation]
+        if not obs_cls.accepts(data.kind):
+            raise ValueError(f"{name} is {data.kind!r} but the model has {obs_cls.name} "
+                             f"observations and needs {_KIND_WORDS[obs_cls.kind]}.")
         if data.nan_mask is not None:
             raise ValueError(f"{name} contains NaN values; the particle filter needs complete "
                              "data (drop or interpolate the bad segments first).")
@@ -710,10 +729,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         model = LowRankRNNModel(mcfg, generator=init_gen)
         self._init_from_data(model, init_data)
         proposal = make_proposal(prop_name, model, generator=init_gen,
-                                 kernel_size=self.encoder_kernel, hidden=self.encoder_hidden,
-                                 causal=bool(self.encoder_causal),
-                                 transform="log1p" if data.kind == "counts" else "identity") \
-            if prop_name == "encoder" else make_proposal(prop_name, model)
+                                 **self._proposal_options(data.kind))
         model.to(device)
         proposal.to(device)
         y, u = train_data.astensor(device=device)
@@ -736,23 +752,15 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                             y_val.shape[0], tcfg.window)
 
         # fitted state is set before training so that a diverged fit keeps its last good model
-        self.model_ = model
-        self.proposal_ = proposal
-        self.model_config_ = mcfg
-        self.train_config_ = tcfg
-        self.proposal_name_ = prop_name
-        self.kind_ = data.kind
-        self.bin_size_ = float(data.bin_size)
-        self.channel_names_ = list(data.channel_names)
-        self.n_features_in_ = int(data.n_channels)
-        self.random_seed_ = seed
-        self.device_ = device
+        self._set_fitted(model=model, proposal=proposal, proposal_name=prop_name,
+                         model_config=mcfg, train_config=tcfg, kind=data.kind,
+                         channel_names=list(data.channel_names),
+                         random_seed=seed, device=device, history=TrainHistory())
         self.info_ = self._picked_info(source, self.channel_names_)
         zs = data.provenance.get("zscore") if isinstance(data.provenance, dict) else None
         self.zscore_ = None if zs is None else {"mean": list(zs["mean"]),
                                                 "std": list(zs["std"])}
         self.window_starts_ = pool
-        self.history_ = TrainHistory()
         logger.info("fitting %s on %s", self, data)
         # elements of the largest per-time-step arrays (particles x batch x units or channels)
         batch = (tcfg.batch_size if tcfg.window is not None
@@ -777,6 +785,33 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             if not rep["stable"]:
                 warnings.warn(self._unstable_message(), UserWarning, stacklevel=2)
         return self
+
+    def _set_fitted(self, *, model: LowRankRNNModel, proposal, proposal_name: str,
+                    model_config: ModelConfig, train_config: TrainConfig, kind: str,
+                    channel_names: list[str], random_seed: int,
+                    device: torch.device, history: TrainHistory,
+                    stability: dict | None = None) -> None:
+        """The one place the fitted state is set (fit, from_parameters, import_fit)."""
+        self.model_ = model
+        self.proposal_ = proposal
+        self.proposal_name_ = proposal_name
+        self.model_config_ = model_config
+        self.train_config_ = train_config
+        self.kind_ = kind
+        self.channel_names_ = list(channel_names)
+        self.n_features_in_ = len(self.channel_names_)
+        self.random_seed_ = int(random_seed)
+        self.device_ = device
+        self.history_ = history
+        self.stability_ = stability
+        self.stable_ = (bool(stability["stable"]) if stability and "stable" in stability
+                        else None)
+
+    def _proposal_options(self, kind: str) -> dict[str, Any]:
+        """The options a proposal may take from this estimator (the encoder's)."""
+        return {"kernel_size": self.encoder_kernel, "hidden": self.encoder_hidden,
+                "causal": bool(self.encoder_causal),
+                "transform": "log1p" if kind == "counts" else "identity"}
 
     def split(self, data: BinnedData) -> tuple[BinnedData, BinnedData | None]:
         """The (training, validation) split ``fit`` makes of ``data``.
@@ -983,6 +1018,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         return kept_epoch(self.history_, self.train_config_)
 
     @property
+    def bin_size_(self) -> float:
+        """Bin width of the fitted data in seconds (the model's ``model_config_.bin_size``)."""
+        self._check_fitted("bin_size_")
+        return float(self.model_config_.bin_size)
+
+    @property
     def sfreq_(self) -> float:
         """Sampling rate of the fitted data in Hz (1 / bin size)."""
         self._check_fitted("sfreq_")
@@ -990,44 +1031,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
     @torch.no_grad()
     def _init_from_data(self, model: LowRankRNNModel, data: BinnedData) -> None:
-        """Data-dependent initialisation of the observation model (PCA or mean rates)."""
-        y = torch.as_tensor(data.values.reshape(-1, data.n_channels), dtype=torch.float32)
-        obs = model.observation
-        mean = y.mean(0)
-        if model.config.observation == "gaussian":
-            C, cov = self._pca_loadings(y - mean, model.rank)
-            resid = (torch.diagonal(cov) - (C * C).sum(1)).clamp_min(1e-2 * cov.diagonal()
-                                                                     .mean() + 1e-8)
-            obs.C.copy_(C)
-            obs.d.copy_(mean)
-            obs.raw_sd.copy_(softplus_inverse(resid.sqrt()))
-        elif model.config.readout == "affine":
-            # PCA of the smoothed rates mapped through the inverse link: C in η units
-            vals = torch.as_tensor(data.values, dtype=torch.float32)  # (trials, time, C)
-            width = min(5, data.n_time)
-            kernel = torch.ones(data.n_channels, 1, width) / width
-            smooth = torch.nn.functional.conv1d(vals.transpose(1, 2), kernel,
-                                                groups=data.n_channels)
-            rate = smooth.transpose(1, 2).reshape(-1, data.n_channels) / data.bin_size
-            eta = obs.link.inverse(rate + 0.1 * mean.clamp_min(1e-3) / data.bin_size)
-            obs.C.copy_(self._pca_loadings(eta - eta.mean(0), model.rank)[0])
-            obs.init_from_rates(mean.clamp_min(1e-3))
-        else:
-            obs.init_from_rates(mean.clamp_min(1e-3))
-        # latent noise so that the initial stationary variance is about 1 (C scaled for it)
+        """Data-dependent initialisation: the observation model's own (PCA or mean rates),
+        then a latent noise that makes the initial stationary variance about 1."""
+        model.observation.init_from_data(torch.as_tensor(data.values, dtype=torch.float32),
+                                         float(data.bin_size), model.rank)
         a = float(model.transition.decay.detach().mean())
         model.transition.noise.set_cov(torch.full((model.rank,), 1.0 - a * a))
-
-    @staticmethod
-    def _pca_loadings(centered: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``rank`` principal axes scaled by their SD (C, R), and the covariance (C, C)."""
-        cov = centered.T @ centered / max(1, centered.shape[0] - 1)
-        evals, evecs = torch.linalg.eigh(cov)
-        evals, evecs = evals.flip(0), evecs.flip(1)
-        k = min(rank, evals.numel())
-        C = torch.zeros(cov.shape[0], rank)
-        C[:, :k] = evecs[:, :k] * evals[:k].clamp_min(1e-8).sqrt()
-        return C, cov
 
     # ------------------------------------------------------------------ inference
     def _filter(self, data: BinnedData, n_particles: int | None, random_state: Any,
@@ -1437,32 +1446,10 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ parameters
     @property
     def parameters_(self) -> dict[str, Any]:
-        """Parameters as numpy arrays, named as in :meth:`from_parameters`."""
+        """Parameters as numpy arrays, named as in :meth:`from_parameters`
+        (:meth:`~nwb_lrnn.model.rnn.LowRankRNNModel.to_arrays`)."""
         self._check_fitted("parameters_")
-        m = self.model_
-        tr, obs = m.transition, m.observation
-
-        def np_(x):
-            return x.detach().cpu().numpy().copy()
-
-        out: dict[str, Any] = {
-            "U": np_(tr.U), "V": np_(tr.V), "h": np_(tr.h),
-            "decay": np_(tr.decay) if tr.decay.numel() > 1 else float(tr.decay.detach()),
-            "B": None if tr.B is None else np_(tr.B),
-            "noise_z": np_(tr.noise.cov()) if m.config.noise_cov == "full"
-            else np_(torch.diagonal(tr.noise.chol())),
-            "init_mean": np_(tr.init_mean), "init_sd": np_(torch.diagonal(tr.init_noise.chol())),
-            "nonlinearity": dict(m.config.nonlinearity),
-            "observation": m.config.observation, "bin_size": m.config.bin_size,
-        }
-        if m.config.observation == "gaussian":
-            out.update(C=np_(obs.C), d=np_(obs.d), noise_x=np_(obs.sd()))
-        elif m.config.readout == "affine":
-            out.update(C=np_(obs.C), d=np_(obs.d), link=m.config.link, readout="affine")
-        else:
-            out.update(gain=np_(obs.gain), bias=np_(obs.bias), link=m.config.link,
-                       readout="units")
-        return out
+        return self.model_.to_arrays()
 
     @classmethod
     def from_parameters(cls, *, U: np.ndarray, V: np.ndarray, h: np.ndarray | None = None,
@@ -1476,7 +1463,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                         init_sd: float | np.ndarray = 1.0, link: str = "softplus",
                         readout: str | None = None, gain: np.ndarray | None = None,
                         bias: np.ndarray | None = None,
-                        n_particles: int = TrainConfig.n_particles,
+                        n_particles: int = _defaults.N_PARTICLES,
                         proposal: str = "auto", random_state: Any = None,
                         device: str = "auto", dtype: str | None = None) -> LowRankRNN:
         """A ready-to-use (fitted) estimator built from known arrays (teacher networks, theory).
@@ -1548,34 +1535,13 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             raise ValueError(f"noise_z must be positive, got {noise_z!r}.")
         if nz.ndim == 2 and np.any(np.linalg.eigvalsh((nz + nz.T) / 2) <= 0):
             raise ValueError("noise_z as a covariance must be symmetric positive definite.")
-        obs = check_option("observation", observation, ("gaussian", "poisson"))
+        obs = check_option("observation", observation, tuple(OBSERVATIONS))
+        obs_cls = OBSERVATIONS[obs]
         nl = get_nonlinearity(nonlinearity)
-        if obs == "gaussian":
-            C = U.copy() if C is None else check_array("C", C, ndim=2)
-            if C.shape[1] != R:
-                raise ValueError(f"C must have shape (n_channels, {R}), got {C.shape}.")
-            n_ch = C.shape[0]
-            d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
-            sx = np.broadcast_to(check_array("noise_x", 0.1 if noise_x is None else noise_x,
-                                             ndim=(0, 1)), (n_ch,))
-            if np.any(sx <= 0):
-                raise ValueError("noise_x must be positive.")
-            readout = "affine"
-        else:
-            readout = check_option("readout", readout or ("affine" if C is not None else
-                                                          "units"), ("affine", "units"))
-            if readout == "affine":
-                if C is None:
-                    raise ValueError("readout='affine' needs C (n_channels, R).")
-                C = check_array("C", C, ndim=2)
-                n_ch = C.shape[0]
-                d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
-            else:
-                n_ch = N if gain is None else check_array("gain", gain, ndim=1).size
-                gain = np.ones(n_ch) if gain is None else check_array("gain", gain,
-                                                                       shape=(n_ch,))
-                bias = np.zeros(n_ch) if bias is None else check_array("bias", bias,
-                                                                       shape=(n_ch,))
+        n_ch, obs_arrays = obs_cls.check_arrays(U, {"C": C, "d": d, "noise_x": noise_x,
+                                                    "readout": readout, "gain": gain,
+                                                    "bias": bias})
+        readout = obs_arrays.get("readout", "affine")
         mcfg = ModelConfig(rank=R, n_units=N, n_channels=n_ch, n_inputs=n_in, observation=obs,
                            nonlinearity=nl.to_config(), noise_cov=noise_cov,
                            decay_per_dim=decay_arr.size > 1, link=link, readout=readout,
@@ -1586,60 +1552,34 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         tdtype = {"float32": torch.float32, "float64": torch.float64}[
             check_option("dtype", dtype, ("float32", "float64"))]
         model = LowRankRNNModel(mcfg, generator=torch.Generator().manual_seed(0)).to(tdtype)
-        tr, ob = model.transition, model.observation
-
-        def t_(x):
-            return torch.tensor(np.asarray(x), dtype=tdtype)
-
-        with torch.no_grad():
-            tr.U = t_(U)
-            tr.V = t_(V)
-            tr.h.copy_(t_(h))
-            tr.decay_logit.copy_(t_(np.log(decay_arr / (1 - decay_arr))))
-            if n_in:
-                tr.B.copy_(t_(B))
-            tr.noise.set_cov(np.full(R, nz ** 2) if nz.ndim == 0 else
-                             nz ** 2 if nz.ndim == 1 else nz)
-            tr.init_mean.copy_(t_(np.zeros(R) if init_mean is None else
-                                  check_array("init_mean", init_mean, shape=(R,))))
-            isd = np.broadcast_to(check_array("init_sd", init_sd, ndim=(0, 1)), (R,))
-            tr.init_noise.set_cov(t_(isd ** 2))
-            if obs == "gaussian":
-                ob.C.copy_(t_(C))
-                ob.d.copy_(t_(d))
-                ob.raw_sd.copy_(softplus_inverse(t_(sx) - 1e-4))
-            elif readout == "affine":
-                ob.C.copy_(t_(C))
-                ob.d.copy_(t_(d))
-            else:
-                ob.gain.copy_(t_(gain))
-                ob.bias.copy_(t_(bias))
+        model.load_arrays({
+            "U": U, "V": V, "h": h, "decay": decay_arr, "B": B, "noise_z": nz,
+            "init_mean": np.zeros(R) if init_mean is None else check_array(
+                "init_mean", init_mean, shape=(R,)),
+            "init_sd": np.broadcast_to(check_array("init_sd", init_sd, ndim=(0, 1)), (R,)),
+            **obs_arrays})
         est = cls(rank=R, n_units=N, observation=obs, nonlinearity=nl.to_config(),
                   n_particles=n_particles, proposal=proposal, noise_cov=noise_cov,
                   decay_per_dim=decay_arr.size > 1, link=link, readout=readout,
                   random_state=random_state, device=device, verbose=False)
-        # 'auto' is the estimator's rule except for counts: an encoder given no data would be
-        # untrained, so a network given by its parameters filters counts with 'bootstrap'
-        prop = proposal if proposal != "auto" else ("optimal" if obs == "gaussian"
-                                                    else "bootstrap")
-        dummy = BinnedData(np.zeros((1, 2, n_ch)), bin_size,
-                           "continuous" if obs == "gaussian" else "counts",
+        # 'auto' is the estimator's rule unless that proposal is trained: an encoder given no
+        # data would be untrained, so a network given by its parameters filters with
+        # 'bootstrap' then
+        prop = proposal
+        if prop == "auto":
+            prop = obs_cls.default_proposal
+            if PROPOSALS[prop].trained:
+                prop = "bootstrap"
+        dummy = BinnedData(np.zeros((1, 2, n_ch)), bin_size, obs_cls.kind,
                            inputs=np.zeros((1, 2, n_in)) if n_in else None)
         _, tcfg, _ = est._validated_settings(dummy)
         dev = _resolve_device(device)
-        est.model_ = model.to(dev)
-        est.proposal_ = make_proposal(prop, model).to(dev, tdtype)
-        est.proposal_name_ = prop
-        est.model_config_ = mcfg
-        est.train_config_ = tcfg
-        est.kind_ = "continuous" if obs == "gaussian" else "counts"
-        est.bin_size_ = float(bin_size)
-        est.channel_names_ = [f"ch{i}" for i in range(n_ch)]
-        est.n_features_in_ = int(n_ch)
-        est.random_seed_ = _seed_from(random_state)
-        est.device_ = dev
-        est.history_ = TrainHistory()
-        est.stable_ = est.stability_ = None
+        est._set_fitted(model=model.to(dev), proposal=make_proposal(prop, model).to(dev, tdtype),
+                        proposal_name=prop, model_config=mcfg, train_config=tcfg,
+                        kind=obs_cls.kind,
+                        channel_names=[f"ch{i}" for i in range(n_ch)],
+                        random_seed=_seed_from(random_state), device=dev,
+                        history=TrainHistory())
         return est
 
 
@@ -1698,13 +1638,7 @@ def import_fit(record: FitRecord, *, device: str = "auto") -> LowRankRNN:
         model = model.to(torch.float64)
     kind = meta["kind"]
     prop_name = meta["proposal"]
-    if prop_name == "encoder":
-        proposal = make_proposal(prop_name, model, kernel_size=params["encoder_kernel"],
-                                 hidden=params["encoder_hidden"],
-                                 causal=bool(params["encoder_causal"]),
-                                 transform="log1p" if kind == "counts" else "identity")
-    else:
-        proposal = make_proposal(prop_name, model)
+    proposal = make_proposal(prop_name, model, **est._proposal_options(kind))
     proposal = proposal.to(next(model.parameters()).dtype)
     state = record.state
     for prefix, module in (("model.", model), ("proposal.", proposal)):
@@ -1721,27 +1655,17 @@ def import_fit(record: FitRecord, *, device: str = "auto") -> LowRankRNN:
                                  f"{tuple(ref.shape)} for this model configuration.")
             new[key] = torch.as_tensor(arr.copy(), dtype=ref.dtype)
         module.load_state_dict(new)
-    est.model_ = model.to(dev)
-    est.proposal_ = proposal.to(dev)
-    est.proposal_name_ = prop_name
-    est.model_config_ = mcfg
-    est.train_config_ = tcfg
-    est.kind_ = kind
-    est.bin_size_ = float(meta["bin_size"])
-    est.channel_names_ = list(meta["channel_names"])
-    est.n_features_in_ = len(est.channel_names_)
-    est.random_seed_ = int(meta["random_seed"])
-    est.device_ = dev
     hist = TrainHistory()
     for k, v in (meta.get("history") or {}).items():
         if hasattr(hist, k):
             setattr(hist, k, v)
-    est.history_ = hist
     stab = meta.get("stability")
-    est.stability_ = ({k: (float(v) if v in ("inf", "-inf", "nan") else v)
-                       for k, v in stab.items()} if isinstance(stab, dict) else None)
-    est.stable_ = bool(est.stability_["stable"]) if est.stability_ and \
-        "stable" in est.stability_ else None
+    est._set_fitted(model=model.to(dev), proposal=proposal.to(dev), proposal_name=prop_name,
+                    model_config=mcfg, train_config=tcfg, kind=kind,
+                    channel_names=list(meta["channel_names"]),
+                    random_seed=int(meta["random_seed"]), device=dev, history=hist,
+                    stability={k: (float(v) if v in ("inf", "-inf", "nan") else v)
+                               for k, v in stab.items()} if isinstance(stab, dict) else None)
     zs = record.zscore
     if isinstance(zs, dict) and {"mean", "std"} <= set(zs):
         mean, std = np.asarray(zs["mean"], float), np.asarray(zs["std"], float)

@@ -118,8 +118,7 @@ def write_nwb(estimator, path: str | os.PathLike, *, data=None, mode: str = "new
     for item in include:
         check_option("include", item, INCLUDE)
     if data is not None:
-        data = estimator._as_data(data)  # once: MNE input is read and z-scored here only
-        estimator._check_compatible(data)
+        data = estimator.check_data(data)  # once: MNE input is read and z-scored here only
     path = check_fit_target(path, mode=mode, overwrite=overwrite, data=data)
     if "latents" in include and data is None:
         logger.info("no data given: posterior latents are not written")

@@ -172,7 +172,7 @@ def _forward(est, data, n_fwd: int, random_state) -> tuple[np.ndarray, np.ndarra
 
     from ..estimator import _generator, _seed_from
 
-    res = est._filter(est._as_data(data), None, random_state, return_particles=True)
+    res = est._filter(est.check_data(data), None, random_state, return_particles=True)
     gen = _generator(_seed_from(random_state if random_state is not None
                                 else est.random_seed_), est.device_)
     tr, ob = est.model_.transition, est.model_.observation

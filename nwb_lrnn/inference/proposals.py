@@ -32,7 +32,9 @@ __all__ = [
     "EncoderProposal",
     "OptimalGaussianProposal",
     "Proposal",
+    "check_proposal",
     "make_proposal",
+    "register_proposal",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -62,9 +64,34 @@ class _Context:
 
 
 class Proposal(nn.Module):
-    """Interface of a proposal (see the module docstring)."""
+    """Interface of a proposal (see the module docstring); a subclass registered in
+    :data:`PROPOSALS` (:func:`register_proposal`) is all it takes to add one.
+
+    Attributes
+    ----------
+    name : str
+        Its name (``LowRankRNN(proposal=name)``).
+    observations : tuple of str or None
+        The observation models it works with (None: any).
+    trained : bool
+        Whether it has parameters that are fitted with the model (then a network given by
+        its parameters, never fitted, filters with its observation's untrained default
+        only if that is not trained; see ``LowRankRNN.from_parameters``).
+    options : tuple of str
+        The keyword options :meth:`build` takes (others given to :func:`make_proposal` are
+        ignored).
+    """
 
     name: ClassVar[str] = ""
+    observations: ClassVar[tuple[str, ...] | None] = None
+    trained: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def build(cls, model: LowRankRNNModel, *, generator: torch.Generator | None = None,
+              **options: Any) -> Proposal:
+        """A proposal for ``model`` (``options``: those named in :attr:`options`)."""
+        return cls()
 
     def prepare(self, model: LowRankRNNModel, y: torch.Tensor, inputs: torch.Tensor | None,
                 eps: torch.Tensor) -> _Context:
@@ -164,6 +191,7 @@ class OptimalGaussianProposal(Proposal):
     """
 
     name = "optimal"
+    observations = ("gaussian",)
 
     def prepare(self, model, y, inputs, eps):
         obs = model.observation
@@ -287,10 +315,16 @@ class EncoderProposal(Proposal):
     """
 
     name = "encoder"
+    trained = True
+    options = ("kernel_size", "hidden", "causal", "transform")
 
     def __init__(self, n_channels: int, rank: int, **encoder_kwargs):
         super().__init__()
         self.encoder = Encoder(n_channels, rank, **encoder_kwargs)
+
+    @classmethod
+    def build(cls, model, *, generator=None, **options):
+        return cls(model.config.n_channels, model.config.rank, generator=generator, **options)
 
     @staticmethod
     def _factors(prior_chol, enc_mean, enc_sd, eps):
@@ -402,19 +436,40 @@ class EncoderProposal(Proposal):
                             x["beta"][t - 1])
 
 
-PROPOSALS = ("bootstrap", "optimal", "encoder")
+PROPOSALS: dict[str, type[Proposal]] = {}
+
+
+def register_proposal(cls: type[Proposal]) -> type[Proposal]:
+    """Add a proposal to :data:`PROPOSALS` under its ``name`` (a decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name.")
+    PROPOSALS[cls.name] = cls
+    return cls
+
+
+for _cls in (BootstrapProposal, OptimalGaussianProposal, EncoderProposal):
+    register_proposal(_cls)
+
+
+def check_proposal(name: str, observation: str) -> None:
+    """ValueError when the proposal ``name`` does not work with ``observation``."""
+    allowed = PROPOSALS[name].observations
+    if allowed is not None and observation not in allowed:
+        others = [n for n, c in PROPOSALS.items()
+                  if c.observations is None or observation in c.observations]
+        need = " or ".join(f"observation={a!r}" for a in allowed)
+        raise ValueError(f"proposal={name!r} needs {need}; for observation={observation!r} "
+                         f"use proposal={' or '.join(repr(o) for o in others)}.")
 
 
 def make_proposal(name: str, model: LowRankRNNModel, *, generator=None,
-                  **encoder_kwargs) -> Proposal:
-    """Build a proposal for ``model`` from its name ('bootstrap', 'optimal', 'encoder')."""
-    name = check_option("proposal", name, PROPOSALS)
-    if name == "bootstrap":
-        return BootstrapProposal()
-    if name == "optimal":
-        if not isinstance(model.observation, GaussianObservation):
-            raise ValueError("proposal='optimal' needs observation='gaussian' (a closed-form "
-                             "Kalman update); for counts use proposal='encoder' or 'bootstrap'.")
-        return OptimalGaussianProposal()
-    return EncoderProposal(model.config.n_channels, model.config.rank, generator=generator,
-                           **encoder_kwargs)
+                  **options) -> Proposal:
+    """Build a proposal for ``model`` from its name (one of :data:`PROPOSALS`).
+
+    ``options`` are passed on to the proposal's ``build`` where it takes them (the encoder's
+    ``kernel_size``, ``hidden``, ``causal``, ``transform``) and ignored otherwise.
+    """
+    cls = PROPOSALS[check_option("proposal", name, tuple(PROPOSALS))]
+    check_proposal(cls.name, model.config.observation)
+    return cls.build(model, generator=generator,
+                     **{k: v for k, v in options.items() if k in cls.options})

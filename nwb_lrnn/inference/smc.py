@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import _defaults
 from .._validate import check_float, check_int
 from ..model.rnn import LowRankRNNModel
 from .proposals import Proposal
@@ -90,7 +91,8 @@ class SMCResult:
 
 
 def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor, *,
-                    inputs: torch.Tensor | None = None, n_particles: int = 32,
+                    inputs: torch.Tensor | None = None,
+                    n_particles: int = _defaults.N_PARTICLES,
                     resampler: Resampler | None = None, ess_threshold: float | None = None,
                     generator: torch.Generator | None = None,
                     return_particles: bool = False, fused: bool = True) -> SMCResult:

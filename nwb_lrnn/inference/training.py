@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .. import _defaults
 from .._validate import check_float, check_int, check_option
 from ..model.rnn import LowRankRNNModel
 from .proposals import Proposal
@@ -75,14 +76,14 @@ class TrainConfig:
         adaptive step, the optimiser of the paper's reference code).
     """
 
-    n_particles: int = 32  # the one default: LowRankRNN, from_parameters, particle_filter, CLI
+    n_particles: int = _defaults.N_PARTICLES
     resampling: str = "systematic"
     ess_threshold: float | None = None
-    learning_rate: float = 1e-2
-    lr_final: float | None = 1e-3
-    grad_clip: float | None = 10.0
-    batch_size: int = 16
-    max_epochs: int = 200
+    learning_rate: float = _defaults.LEARNING_RATE
+    lr_final: float | None = _defaults.LR_FINAL
+    grad_clip: float | None = _defaults.GRAD_CLIP
+    batch_size: int = _defaults.BATCH_SIZE
+    max_epochs: int = _defaults.MAX_EPOCHS
     steps_per_epoch: int | None = None
     window: int | None = None
     patience: int | None = None

@@ -12,23 +12,28 @@ channels and broadcasts over leading dimensions (particles lead).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-from .._validate import check_option
+from .._validate import check_array, check_option
 from .noise import softplus_inverse
 
 __all__ = [
     "LINKS",
+    "OBSERVATIONS",
     "ExpLink",
     "GaussianObservation",
     "Link",
     "ObservationModel",
     "PoissonObservation",
     "SoftplusLink",
+    "observation_for",
+    "pca_loadings",
+    "register_observation",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -110,19 +115,75 @@ class ExpLink(Link):
 LINKS: dict[str, type[Link]] = {cls.name: cls for cls in (SoftplusLink, ExpLink)}
 
 
+def pca_loadings(centered: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``rank`` principal axes of (samples, C) data scaled by their SD, shape (C, rank),
+    and the covariance (C, C)."""
+    cov = centered.T @ centered / max(1, centered.shape[0] - 1)
+    evals, evecs = torch.linalg.eigh(cov)
+    evals, evecs = evals.flip(0), evecs.flip(1)
+    k = min(rank, evals.numel())
+    C = torch.zeros(cov.shape[0], rank)
+    C[:, :k] = evecs[:, :k] * evals[:k].clamp_min(1e-8).sqrt()
+    return C, cov
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().copy()
+
+
 class ObservationModel(nn.Module):
-    """Interface of an observation model.
+    """Interface of an observation model; a subclass registered with
+    :func:`register_observation` is all it takes to add one.
 
     Attributes
     ----------
+    name : str
+        Its name (``LowRankRNN(observation=name)``, ``ModelConfig.observation``).
     kind : {'continuous', 'counts'}
         The kind of :class:`~nwb_lrnn.BinnedData` it explains.
+    default_proposal : str
+        The proposal ``proposal='auto'`` picks for it.
     n_channels : int
     """
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
+    default_proposal: ClassVar[str] = "bootstrap"
     n_channels: int
+
+    @classmethod
+    def accepts(cls, kind: str) -> bool:
+        """Whether data of this kind ('continuous' or 'counts') can be modelled."""
+        return kind == cls.kind
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """ValueError when a :class:`~nwb_lrnn.model.rnn.ModelConfig` cannot use this model."""
+
+    @classmethod
+    def build(cls, config: Any, *, transition: nn.Module,
+              generator: torch.Generator | None = None) -> ObservationModel:
+        """The model's observation model from its :class:`~nwb_lrnn.model.rnn.ModelConfig`."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def init_from_data(self, values: torch.Tensor, bin_size: float, rank: int) -> None:
+        """Data-dependent initialisation from the training data, shape (trials, time, C)."""
+
+    def to_arrays(self) -> dict[str, Any]:
+        """The parameters as numpy arrays, named as ``LowRankRNN.from_parameters`` takes them."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def load_arrays(self, arrays: dict[str, Any]) -> None:
+        """Set the parameters from arrays named as :meth:`to_arrays` gives them."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_arrays(cls, U: np.ndarray, arrays: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Validate user-given arrays for ``LowRankRNN.from_parameters`` (``U`` (N, R) given
+        for defaults): ``(n_channels, the arrays completed with their defaults)``."""
+        raise NotImplementedError
 
     def log_prob(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(y | z) summed over channels.
@@ -168,6 +229,55 @@ class GaussianObservation(ObservationModel):
 
     kind = "continuous"
     name = "gaussian"
+    default_proposal = "optimal"
+
+    @classmethod
+    def accepts(cls, kind):
+        return True  # counts are numbers too
+
+    @classmethod
+    def build(cls, config, *, transition, generator=None):
+        return cls(config.n_channels, config.rank, generator=generator)
+
+    @torch.no_grad()
+    def init_from_data(self, values, bin_size, rank):
+        """PCA: C from the top principal axes, d the mean, σ the residual SD."""
+        y = values.reshape(-1, values.shape[-1]).float()
+        mean = y.mean(0)
+        C, cov = pca_loadings(y - mean, rank)
+        resid = (torch.diagonal(cov) - (C * C).sum(1)).clamp_min(
+            1e-2 * cov.diagonal().mean() + 1e-8)
+        self.C.copy_(C)
+        self.d.copy_(mean)
+        self.raw_sd.copy_(softplus_inverse(resid.sqrt()))
+
+    def to_arrays(self):
+        return {"C": _np(self.C), "d": _np(self.d), "noise_x": _np(self.sd())}
+
+    @torch.no_grad()
+    def load_arrays(self, arrays):
+        t = self.C
+        self.C.copy_(torch.as_tensor(np.array(arrays["C"], dtype=float), dtype=t.dtype))
+        self.d.copy_(torch.as_tensor(np.array(arrays["d"], dtype=float), dtype=t.dtype))
+        sd = torch.as_tensor(np.array(arrays["noise_x"], dtype=float), dtype=t.dtype)
+        self.raw_sd.copy_(softplus_inverse(sd - 1e-4))
+
+    @classmethod
+    def check_arrays(cls, U, arrays):
+        R = U.shape[1]
+        C = arrays.get("C")
+        C = U.copy() if C is None else check_array("C", C, ndim=2)
+        if C.shape[1] != R:
+            raise ValueError(f"C must have shape (n_channels, {R}), got {C.shape}.")
+        n_ch = C.shape[0]
+        d = arrays.get("d")
+        d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
+        nx = arrays.get("noise_x")
+        sx = np.broadcast_to(check_array("noise_x", 0.1 if nx is None else nx, ndim=(0, 1)),
+                             (n_ch,))
+        if np.any(sx <= 0):
+            raise ValueError("noise_x must be positive.")
+        return n_ch, {"C": C, "d": d, "noise_x": sx, "readout": "affine"}
 
     def __init__(self, n_channels: int, rank: int, *, sd: float = 1.0,
                  generator: torch.Generator | None = None):
@@ -219,6 +329,67 @@ class PoissonObservation(ObservationModel):
 
     kind = "counts"
     name = "poisson"
+    default_proposal = "encoder"
+
+    @classmethod
+    def check_config(cls, config):
+        if config.readout == "units" and config.n_channels > config.n_units:
+            raise ValueError(f"readout='units' maps recorded neuron i to unit i, so n_units "
+                             f"({config.n_units}) must be >= the number of channels "
+                             f"({config.n_channels}).")
+
+    @classmethod
+    def build(cls, config, *, transition, generator=None):
+        return cls(config.n_channels, config.rank, bin_size=config.bin_size, link=config.link,
+                   readout=config.readout, transition=transition, generator=generator)
+
+    @torch.no_grad()
+    def init_from_data(self, values, bin_size, rank):
+        """The bias from the mean rates; with the affine readout, C from a PCA of the
+        smoothed rates mapped through the inverse link (C in η units)."""
+        vals = values.float()
+        n_ch = vals.shape[-1]
+        mean = vals.reshape(-1, n_ch).mean(0)
+        if self.readout == "affine":
+            width = min(5, vals.shape[1])
+            kernel = torch.ones(n_ch, 1, width) / width
+            smooth = torch.nn.functional.conv1d(vals.transpose(1, 2), kernel, groups=n_ch)
+            rate = smooth.transpose(1, 2).reshape(-1, n_ch) / bin_size
+            eta = self.link.inverse(rate + 0.1 * mean.clamp_min(1e-3) / bin_size)
+            self.C.copy_(pca_loadings(eta - eta.mean(0), rank)[0])
+        self.init_from_rates(mean.clamp_min(1e-3))
+
+    def to_arrays(self):
+        if self.readout == "affine":
+            return {"C": _np(self.C), "d": _np(self.d), "link": self.link.name,
+                    "readout": "affine"}
+        return {"gain": _np(self.gain), "bias": _np(self.bias), "link": self.link.name,
+                "readout": "units"}
+
+    @torch.no_grad()
+    def load_arrays(self, arrays):
+        names = ("C", "d") if self.readout == "affine" else ("gain", "bias")
+        for name in names:
+            p = getattr(self, name)
+            p.copy_(torch.as_tensor(np.array(arrays[name], dtype=float), dtype=p.dtype))
+
+    @classmethod
+    def check_arrays(cls, U, arrays):
+        C, gain, bias = arrays.get("C"), arrays.get("gain"), arrays.get("bias")
+        readout = check_option("readout", arrays.get("readout") or (
+            "affine" if C is not None else "units"), ("affine", "units"))
+        if readout == "affine":
+            if C is None:
+                raise ValueError("readout='affine' needs C (n_channels, R).")
+            C = check_array("C", C, ndim=2)
+            n_ch = C.shape[0]
+            d = arrays.get("d")
+            d = np.zeros(n_ch) if d is None else check_array("d", d, shape=(n_ch,))
+            return n_ch, {"C": C, "d": d, "readout": readout}
+        n_ch = U.shape[0] if gain is None else check_array("gain", gain, ndim=1).size
+        gain = np.ones(n_ch) if gain is None else check_array("gain", gain, shape=(n_ch,))
+        bias = np.zeros(n_ch) if bias is None else check_array("bias", bias, shape=(n_ch,))
+        return n_ch, {"gain": gain, "bias": bias, "readout": readout}
 
     def __init__(self, n_channels: int, rank: int, *, bin_size: float, link: str = "softplus",
                  readout: str = "affine", transition=None,
@@ -286,3 +457,27 @@ class PoissonObservation(ObservationModel):
 
     def _rank(self) -> int:
         return self.C.shape[1] if self.readout == "affine" else self._transition[0].rank
+
+
+OBSERVATIONS: dict[str, type[ObservationModel]] = {}
+
+
+def register_observation(cls: type[ObservationModel]) -> type[ObservationModel]:
+    """Add an observation model to :data:`OBSERVATIONS` under its ``name`` (a decorator)."""
+    if not cls.name or cls.kind not in ("continuous", "counts"):
+        raise ValueError(f"{cls.__name__} needs a name and a kind ('continuous' or 'counts').")
+    OBSERVATIONS[cls.name] = cls
+    return cls
+
+
+register_observation(GaussianObservation)
+register_observation(PoissonObservation)
+
+
+def observation_for(kind: str) -> str:
+    """The observation model ``observation='auto'`` picks for data of this kind: the first
+    registered one made for it."""
+    for name, cls in OBSERVATIONS.items():
+        if cls.kind == kind:
+            return name
+    raise ValueError(f"no observation model is registered for {kind!r} data.")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._validate import check_float, check_int, check_option
 from .nonlinearities import NONLINEARITIES, get_nonlinearity
-from .observation import LINKS, GaussianObservation, ObservationModel, PoissonObservation
+from .observation import LINKS, OBSERVATIONS, ObservationModel
 from .transition import LowRankTransition
 
 __all__ = ["OBSERVATIONS", "LowRankRNNModel", "ModelConfig"]
-
-OBSERVATIONS = ("gaussian", "poisson")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +64,7 @@ class ModelConfig:
             raise ValueError(f"rank must be <= n_units ({self.n_units}), got rank={self.rank}.")
         check_int("n_channels", self.n_channels, min_value=1)
         check_int("n_inputs", self.n_inputs, min_value=0)
-        check_option("observation", self.observation, OBSERVATIONS)
+        check_option("observation", self.observation, tuple(OBSERVATIONS))
         nl = self.nonlinearity
         if not isinstance(nl, dict):
             object.__setattr__(self, "nonlinearity", get_nonlinearity(nl).to_config())
@@ -75,6 +74,7 @@ class ModelConfig:
         check_option("link", self.link, LINKS)
         check_option("readout", self.readout, ("affine", "units"))
         check_float("bin_size", self.bin_size, min_value=0.0, strict_min=True)
+        OBSERVATIONS[self.observation].check_config(self)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -109,17 +109,28 @@ class LowRankRNNModel(nn.Module):
         self.transition = LowRankTransition(
             c.n_units, c.rank, get_nonlinearity(c.nonlinearity), n_inputs=c.n_inputs,
             noise_cov=c.noise_cov, decay_per_dim=c.decay_per_dim, generator=generator)
-        if c.observation == "gaussian":
-            self.observation: ObservationModel = GaussianObservation(
-                c.n_channels, c.rank, generator=generator)
-        else:
-            self.observation = PoissonObservation(
-                c.n_channels, c.rank, bin_size=c.bin_size, link=c.link, readout=c.readout,
-                transition=self.transition, generator=generator)
+        self.observation: ObservationModel = OBSERVATIONS[c.observation].build(
+            c, transition=self.transition, generator=generator)
 
     @property
     def rank(self) -> int:
         return self.config.rank
+
+    def to_arrays(self) -> dict[str, Any]:
+        """Every parameter as numpy arrays, by name: the transition's (``U``, ``V``, ``h``,
+        ``decay``, ``B``, ``noise_z``, ``init_mean``, ``init_sd``), the observation model's
+        (e.g. ``C``, ``d``, ``noise_x``) and ``nonlinearity``, ``observation``, ``bin_size``.
+        ``LowRankRNN.from_parameters`` takes the same names; :meth:`load_arrays` is the
+        inverse."""
+        return {**self.transition.to_arrays(), "nonlinearity": dict(self.config.nonlinearity),
+                "observation": self.config.observation, "bin_size": self.config.bin_size,
+                **self.observation.to_arrays()}
+
+    @torch.no_grad()
+    def load_arrays(self, arrays: dict[str, Any]) -> None:
+        """Set every parameter from arrays named as :meth:`to_arrays` gives them."""
+        self.transition.load_arrays(arrays)
+        self.observation.load_arrays(arrays)
 
     @torch.no_grad()
     def sample(self, n_trials: int, n_time: int, *, inputs: torch.Tensor | None = None,

@@ -10,11 +10,13 @@ the connectivity is J = U V. The decay a = 1 − Δt/τ is kept in (0, 1) by a s
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from .noise import DiagonalCovariance, GaussianCovariance, make_covariance
+from .noise import DiagonalCovariance, FullCovariance, GaussianCovariance, make_covariance
 from .nonlinearities import Nonlinearity
 
 __all__ = ["LowRankTransition"]
@@ -101,6 +103,49 @@ class LowRankTransition(nn.Module):
     def decay(self) -> torch.Tensor:
         """a in (0, 1), shape (1,) or (R,)."""
         return torch.sigmoid(self.decay_logit)
+
+    def to_arrays(self) -> dict[str, Any]:
+        """The parameters as numpy arrays: ``U`` (N, R), ``V`` (R, N), ``h`` (N,), ``decay``
+        (a float, or (R,) per dimension), ``B`` (N, n_inputs) or None, ``noise_z`` (SDs (R,)
+        for a diagonal Σ_z, the covariance (R, R) for a full one), ``init_mean`` (R,) and
+        ``init_sd`` (R,)."""
+        def np_(x):
+            return x.detach().cpu().numpy().copy()
+
+        return {
+            "U": np_(self.U), "V": np_(self.V), "h": np_(self.h),
+            "decay": np_(self.decay) if self.decay.numel() > 1 else float(self.decay.detach()),
+            "B": None if self.B is None else np_(self.B),
+            "noise_z": np_(self.noise.cov()) if isinstance(self.noise, FullCovariance)
+            else np_(torch.diagonal(self.noise.chol())),
+            "init_mean": np_(self.init_mean),
+            "init_sd": np_(torch.diagonal(self.init_noise.chol())),
+        }
+
+    @torch.no_grad()
+    def load_arrays(self, arrays: dict[str, Any]) -> None:
+        """Set the parameters from arrays named as :meth:`to_arrays` gives them (``decay``
+        and ``init_sd`` may be scalars, ``noise_z`` a scalar SD; shapes are the caller's to
+        check)."""
+        dt = self.U_t.dtype
+
+        def t_(x):
+            return torch.as_tensor(np.array(x, dtype=float), dtype=dt)
+
+        R = self.rank
+        self.U = t_(arrays["U"])
+        self.V = t_(arrays["V"])
+        self.h.copy_(t_(arrays["h"]))
+        a = np.atleast_1d(np.asarray(arrays["decay"], dtype=float))
+        self.decay_logit.copy_(t_(np.log(a / (1 - a))).expand_as(self.decay_logit))
+        if self.B is not None:
+            self.B.copy_(t_(arrays["B"]))
+        nz = np.asarray(arrays["noise_z"], dtype=float)
+        self.noise.set_cov(t_(np.full(R, nz ** 2) if nz.ndim == 0 else
+                              nz ** 2 if nz.ndim == 1 else nz))
+        self.init_mean.copy_(t_(arrays["init_mean"]))
+        isd = np.broadcast_to(np.asarray(arrays["init_sd"], dtype=float), (R,))
+        self.init_noise.set_cov(t_(isd ** 2))
 
     def drive(self, inputs: torch.Tensor | None) -> torch.Tensor:
         """The constant part of the unit input, B u_t − h.
