@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _defaults
 from .data import BinnedData
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,38 @@ def _check_source(src: Any, name: str) -> Any:
                     f"{type(src).__name__}.")
 
 
+_DANDI_KEYS = ("dandiset", "asset", "version", "api_url")
+
+
+def _expand_dandisets(sessions: dict[str, Any], read_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Dandiset sources resolved once, here on the driver, into one source per NWB asset
+    (``{"dandi_asset": DandiAsset.to_dict(), **reader kwargs}``), named by asset path: the
+    trials read their asset with no DANDI API request of their own, however many seeds or
+    settings share it."""
+    from .io.dandi import resolve_dandi
+    from .io.sources import source_kind
+
+    out: dict[str, Any] = {}
+    for name, src in sessions.items():
+        if isinstance(src, str) and source_kind(src) == "dandi":
+            spec = {"dandiset": src}
+        elif isinstance(src, Mapping) and "dandiset" in src:
+            spec = dict(src)
+        else:
+            out[name] = src
+            continue
+        kw = {k: v for k, v in {**read_kwargs, **spec}.items() if k in _DANDI_KEYS}
+        rest = {k: v for k, v in spec.items() if k not in _DANDI_KEYS and k != "name"}
+        assets = resolve_dandi(str(kw.pop("dandiset")), **kw)
+        for a in assets:
+            key = a.path if len(sessions) == 1 else f"{name}:{a.path}"
+            if key in out:
+                raise ValueError(f"two sources select the same asset {a.path!r}.")
+            out[key] = {"dandi_asset": a.to_dict(), **rest}
+        logger.info("%s: %d NWB asset(s), resolved once for every trial", name, len(assets))
+    return out
+
+
 def load_source(src: Any, read_kwargs: Mapping[str, Any] | None = None) -> BinnedData:
     """Read one sweep source into :class:`~nwb_lrnn.BinnedData` (inside the trial's worker).
 
@@ -146,6 +179,14 @@ def load_source(src: Any, read_kwargs: Mapping[str, Any] | None = None) -> Binne
     if isinstance(src, BinnedData):
         return src
     kw = dict(read_kwargs or {})
+    if isinstance(src, Mapping) and "dandi_asset" in src:  # resolved on the driver
+        from .io.dandi import read_dandi_asset
+
+        kw.update({k: v for k, v in src.items() if k != "dandi_asset"})
+        for k in _DANDI_KEYS:
+            kw.pop(k, None)
+        _need_bin_size(kw, src["dandi_asset"].get("path"))
+        return read_dandi_asset(src["dandi_asset"], **kw)
     if isinstance(src, Mapping):
         kw.update({k: v for k, v in src.items() if k not in ("path", "url", "name")})
         target = src.get("path") or src.get("url")
@@ -587,7 +628,8 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
           read_kwargs: Mapping[str, Any] | None = None, validation_fraction: float = 0.2,
           chunk_epochs: int | None = None, include: Sequence[str] = ("model", "metrics"),
           torch_threads: int | None = 1, backend: str = "ray",
-          experiment_name: str | None = None) -> SweepResult:
+          experiment_name: str | None = None, scheduler: str = "fifo",
+          storage_path: str | None = None) -> SweepResult:
     """Fit many :class:`~nwb_lrnn.LowRankRNN` s as Ray Tune trials; gather them as NWB files.
 
     Parameters
@@ -640,6 +682,16 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
         lists only; no retries).
     experiment_name : str, optional
         Tune experiment name (default: ``sweep_<timestamp>``).
+    scheduler : {'fifo', 'asha'}
+        'fifo': every trial runs to its end. 'asha': Tune's asynchronous successive halving
+        over the chunk reports (time attribute ``epochs``, grace period one chunk, reduction
+        factor 2): trials behind the others at a rung stop early, with status 'stopped' and
+        their last metric in the table (no NWB file). Ray only.
+    storage_path : str, optional
+        Where Tune keeps its records and the trials' checkpoints: a folder shared by every
+        node, or an object-store URI (``s3://bucket/sweeps``, ``gs://...``), which Ray needs
+        for multi-node runs. Default ``out_dir/ray_results``. The trials' NWB files go to
+        ``out_dir``, which must then be a folder every node can write.
 
     Returns
     -------
@@ -668,12 +720,16 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
     if backend not in ("ray", "serial"):
         raise ValueError(f"backend must be 'ray' or 'serial', got {backend!r}.")
+    if scheduler not in ("fifo", "asha"):
+        raise ValueError(f"scheduler must be 'fifo' or 'asha', got {scheduler!r}.")
+    if scheduler != "fifo" and backend == "serial":
+        raise ValueError(f"scheduler={scheduler!r} needs backend='ray'.")
     if int(num_samples) < 1 or int(max_retries) < 0:
         raise ValueError("num_samples must be >= 1 and max_retries >= 0.")
     search_space = dict(search_space or {})
     fixed = dict(fixed_params or {})
     _check_space(search_space, fixed)
-    sessions = _normalize_sources(data_or_sources)
+    sessions = _expand_dandisets(_normalize_sources(data_or_sources), dict(read_kwargs or {}))
     out_dir = Path(out_dir).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"fixed_params": fixed, "read_kwargs": dict(read_kwargs or {}),
@@ -688,7 +744,8 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     else:
         rows = _run_ray(sessions, search_space, metric, mode, int(num_samples), address,
                         int(max_retries), dict(resources_per_trial or {"cpu": 1}), verbose,
-                        settings, experiment_name, out_dir)
+                        settings, experiment_name, out_dir, scheduler=scheduler,
+                        storage_path=storage_path)
     result = SweepResult(_table(rows, param_names, metric), metric, mode, out_dir)
     result.save()
     n_ok = int((result.table["status"] == "ok").sum())
@@ -704,11 +761,18 @@ def _run_serial(sessions, search_space, num_samples, settings) -> list[dict[str,
     i = 0
     for _ in range(num_samples):
         for session, src in sessions.items():
-            data = load_source(src, settings["read_kwargs"])
+            try:
+                data, failed = load_source(src, settings["read_kwargs"]), None
+            except Exception as err:  # this session's trials fail, the others run
+                logger.warning("session %s cannot be read: %s", session, err)
+                data, failed = None, f"{type(err).__name__}: {err}"
             for point in points:
                 trial_id = f"serial_{stamp}_{i:05d}"
                 i += 1
                 row = {"trial_id": trial_id, "session": session, **point}
+                if failed is not None:
+                    rows.append({**row, "status": "error", "error": failed})
+                    continue
                 try:
                     out = run_trial({**settings["fixed_params"], **point}, data,
                                     metric=settings["metric"],
@@ -763,7 +827,8 @@ def _error_text(err: BaseException | None) -> str | None:
 
 
 def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_retries,
-             resources, verbose, settings, experiment_name, out_dir) -> list[dict[str, Any]]:
+             resources, verbose, settings, experiment_name, out_dir, *, scheduler="fifo",
+             storage_path=None) -> list[dict[str, Any]]:
     _ensure_ray(address)
     _, tune = _import_ray()
     space = _to_tune_space(search_space, tune)
@@ -772,13 +837,21 @@ def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_ret
         tune.with_parameters(_tune_trainable, sessions=sessions, settings=settings),
         resources)
     name = experiment_name or time.strftime("sweep_%Y%m%d-%H%M%S")
+    sched = None
+    if scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        total = int(settings["fixed_params"].get("max_epochs", _defaults.MAX_EPOCHS))
+        chunk = settings["chunk_epochs"] or max(1, math.ceil(total / 10))
+        sched = ASHAScheduler(time_attr="epochs", max_t=total, grace_period=chunk,
+                              reduction_factor=2)
     tuner = tune.Tuner(
         trainable, param_space=space,
         # reuse_actors: a worker that has imported torch and nwb_lrnn runs the next trial
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
-                                    reuse_actors=True),
+                                    reuse_actors=True, scheduler=sched),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(out_dir / "ray_results"),
+            name=name, storage_path=storage_path or str(out_dir / "ray_results"),
             failure_config=tune.FailureConfig(max_failures=max_retries),
             verbose=0 if verbose is None else verbose))
     grid = tuner.fit()
@@ -794,6 +867,9 @@ def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_ret
         row.update({k: m[k] for k in keep if k in m})
         if res.error is None and m.get("status") == "ok":
             row.update(status="ok", error=None)
+        elif res.error is None and m.get("status") == "running":  # stopped by the scheduler
+            row.update(status="stopped", error=None)
+            row.pop("nwb_path", None)
         else:
             row.update(status="error", error=_error_text(res.error))
             row.pop("nwb_path", None)
@@ -839,7 +915,7 @@ def sweep_sessions(sources: Any, *, estimator_params: Mapping[str, Any],
 CONFIG_KEYS = ("source", "sources", "search_space", "fixed_params", "metric", "mode",
                "out_dir", "address", "num_samples", "max_retries", "resources_per_trial",
                "read_kwargs", "validation_fraction", "chunk_epochs", "include", "backend",
-               "experiment_name", "verbose", "torch_threads")
+               "experiment_name", "verbose", "torch_threads", "scheduler", "storage_path")
 
 
 def sweep_from_config(config: Mapping[str, Any]) -> SweepResult:
@@ -865,7 +941,7 @@ def sweep_from_config(config: Mapping[str, Any]) -> SweepResult:
     metric ('val_bound'), mode, address, num_samples (1), max_retries (1),
     resources_per_trial ({"cpu": 1}), read_kwargs (e.g. {"bin_size": 0.02}),
     validation_fraction (0.2), chunk_epochs, include, backend ('ray'), experiment_name,
-    verbose, torch_threads (1)
+    verbose, torch_threads (1), scheduler ('fifo'), storage_path
         As in :func:`sweep`.
 
     Returns

@@ -282,3 +282,31 @@ def test_open_url_bytes_exact_and_concurrent_cache(server, files, tmp_path):
         t.join()
     assert out == [want] * 4
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+# ------------------------------------------------------------------ sweeps over a dandiset
+def test_a_dandiset_sweep_resolves_its_assets_once_whatever_the_seeds(server, tmp_path):
+    """Each session of the dandiset is a sweep source; the API is asked on the driver only."""
+    from nwb_lrnn.sweep import sweep
+
+    counts = {}
+    for seeds in ([0], [0, 1, 2]):
+        server.reset_counters()
+        res = sweep({"dandiset": "DANDI:000200", "asset": "sub-m1/*.nwb"},
+                    search_space={"random_state": seeds},
+                    fixed_params={"rank": 1, "n_units": 4, "n_particles": 4, "max_epochs": 1},
+                    read_kwargs={"bin_size": 0.1, "api_url": server.api_url,
+                                 "cache_dir": str(tmp_path / f"c{len(seeds)}")},
+                    out_dir=tmp_path / f"s{len(seeds)}", backend="serial")
+        t = res.table
+        assert sorted(set(t["session"])) == [S1, S2] and len(t) == 2 * len(seeds)
+        assert (t["status"] == "ok").all(), t["error"].tolist()
+        api = [p for _, p, _ in server.requests
+               if p.startswith("/api") and p != "/api/info/"]  # the client checks once
+        # metadata on the driver; one download redirect per session read (serial: once)
+        counts[len(seeds)] = sum(not p.endswith("/download/") for p in api)
+        assert sum(p.endswith("/download/") for p in api) == 2
+        assert len(res.best_by_session) == 2
+        with pytest.raises(ValueError, match="not comparable"):
+            res.best  # noqa: B018
+    assert counts[1] == counts[3] > 0, counts

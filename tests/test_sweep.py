@@ -231,3 +231,18 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     assert all(p != killed[0] for p in resumed["pid"])
     est = res.best_estimator()
     assert len(est.history_.train_bound) == 6
+
+
+def test_asha_stops_trials_behind_at_a_rung(ray_local, data, tmp_path):
+    res = sweep(data, search_space={"random_state": list(range(6))},
+                fixed_params={**TINY, "rank": 2, "max_epochs": 4}, chunk_epochs=1,
+                out_dir=tmp_path, scheduler="asha", experiment_name="asha")
+    t = res.table
+    assert set(t["status"]) <= {"ok", "stopped"}, t[["status", "error"]]
+    stopped, ok = t[t["status"] == "stopped"], t[t["status"] == "ok"]
+    assert len(ok) >= 1 and len(stopped) >= 1, t[["status", "epochs"]]
+    assert (stopped["epochs"] < 4).all() and stopped["val_bound"].notna().all()
+    assert (ok["epochs"] == 4).all() and all(Path(p).is_file() for p in ok["nwb_path"])
+    assert res.best["status"] == "ok"
+    with pytest.raises(ValueError, match="needs backend='ray'"):
+        sweep(data, out_dir=tmp_path, backend="serial", scheduler="asha")

@@ -7,6 +7,7 @@ Units table (and the trials table) is transferred, not the raw data.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
@@ -21,7 +22,8 @@ from ..data import BinnedData
 from . import remote
 from .remote import RemoteReadError
 
-__all__ = ["default_cache_dir", "parse_dandiset", "read_dandi"]
+__all__ = ["DandiAsset", "default_cache_dir", "parse_dandiset", "read_dandi", "read_dandi_asset",
+           "resolve_dandi"]
 
 DEFAULT_API_URL = "https://api.dandiarchive.org/api"
 _GLOB_CHARS = set("*?[")
@@ -254,6 +256,145 @@ def _merge(items: list[BinnedData]) -> BinnedData:
 
 
 # ------------------------------------------------------------------ public
+@dataclasses.dataclass(frozen=True)
+class DandiAsset:
+    """One NWB asset of a dandiset, resolved through the DANDI API (plain values only).
+
+    What a task needs to read the asset with no further API request: hand these to workers
+    instead of the dandiset's name (:func:`read_dandi_asset`).
+
+    Attributes
+    ----------
+    dandiset, version : str
+        Six-digit identifier and the resolved version (``draft`` or a published one).
+    path : str
+        The asset's path in the dandiset.
+    asset_id : str
+    url : str
+        The archive's download URL of the asset (its redirect to storage is followed, and
+        renewed, by the reader).
+    digest : dict
+        ``dandi:sha2-256`` and/or ``dandi:dandi-etag`` from the asset's metadata.
+    api_url : str
+    size : int or None
+        Bytes, when the API gave it.
+    """
+
+    dandiset: str
+    version: str
+    path: str
+    asset_id: str
+    url: str
+    digest: dict
+    api_url: str
+    size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DandiAsset:
+        """Inverse of :meth:`to_dict`, checked (a dict from elsewhere is not trusted)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a DandiAsset record must be a dict, got {type(d).__name__}.")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown DandiAsset fields {sorted(unknown)}.")
+        for key in ("dandiset", "version", "path", "asset_id", "url", "api_url"):
+            if not isinstance(d.get(key), str):
+                raise ValueError(f"DandiAsset field {key!r} must be a str, got "
+                                 f"{d.get(key)!r:.60}.")
+        if not d["url"].startswith(("https://", "http://")):
+            raise ValueError(f"DandiAsset url must be http(s), got {d['url']!r:.80}.")
+        _safe_path(d["path"])
+        return cls(**{**d, "digest": dict(d.get("digest") or {})})
+
+
+def resolve_dandi(dandiset: str, *, asset: str | None = None, version: str | None = None,
+                  api_url: str | None = None) -> list[DandiAsset]:
+    """The NWB assets of a dandiset (or those ``asset`` names or globs), resolved once.
+
+    Parameters
+    ----------
+    dandiset, asset, version, api_url
+        As for :func:`read_dandi`.
+
+    Returns
+    -------
+    list of DandiAsset, in asset-path order
+
+    Raises
+    ------
+    ValueError, RemoteReadError
+        As :func:`read_dandi`.
+
+    Examples
+    --------
+    >>> assets = resolve_dandi("DANDI:000140", asset="sub-*/*.nwb")     # doctest: +SKIP
+    >>> [read_dandi_asset(a, bin_size=0.02) for a in assets]           # doctest: +SKIP
+    """
+    if asset is not None:
+        if not isinstance(asset, str):
+            raise TypeError(f"asset must be a str, got {type(asset).__name__}.")
+        _safe_path(asset)
+    ident, v = parse_dandiset(str(dandiset))
+    client, ds, assets = _remote_assets(ident, version or v, asset, api_url)
+    out = []
+    for a in assets:
+        size = getattr(a, "size", None)
+        out.append(DandiAsset(dandiset=ident, version=ds.version_id, path=a.path,
+                              asset_id=a.identifier, url=a.base_download_url,
+                              digest=_digest(a), api_url=client.api_url,
+                              size=int(size) if isinstance(size, int) else None))
+    return out
+
+
+def read_dandi_asset(asset: DandiAsset | dict, *, bin_size: float,
+                     cache_dir: str | os.PathLike | None = None, download: bool = False,
+                     provenance: dict | None = None, **read_nwb_kwargs: Any) -> BinnedData:
+    """Bin the Units of one resolved asset (:func:`resolve_dandi`), with no API request.
+
+    Parameters
+    ----------
+    asset : DandiAsset or its ``to_dict()``
+    bin_size, cache_dir, download, **read_nwb_kwargs
+        As for :func:`read_dandi`.
+    provenance : dict, optional
+        Merged into the result's provenance.
+
+    Returns
+    -------
+    BinnedData
+        ``provenance`` holds ``dandiset``, ``version``, ``asset_path``, ``asset_id``,
+        ``digest``, ``api_url`` and ``content_url``.
+    """
+    from .nwb import read_nwb
+
+    a = asset if isinstance(asset, DandiAsset) else DandiAsset.from_dict(asset)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    headers = _auth_headers()
+    if download:
+        target = _download_path(cache, a.dandiset, a.version, a.path)
+        remote.download(a.url, target, sha256=a.digest.get("dandi:sha2-256"), headers=headers)
+        data = read_nwb(target, bin_size=bin_size, **read_nwb_kwargs)
+    else:
+        fobj = remote.open_url(a.url, cache_dir=cache, headers=headers)
+        try:
+            data = read_nwb(fobj, bin_size=bin_size, **read_nwb_kwargs)
+        finally:
+            fobj.close()
+        data = data.replace(provenance={**data.provenance, "source": a.url})
+    prov = {**data.provenance, **dict(provenance or {}), "dandiset": a.dandiset,
+            "version": a.version, "asset_path": a.path, "asset_id": a.asset_id,
+            "digest": dict(a.digest),
+            # a streamed read touches a few blocks: the archive's digest describes the asset,
+            # not bytes checked here; a download (download=True) is checked
+            "digest_verified": bool(download and a.digest.get("dandi:sha2-256")),
+            "api_url": a.api_url, "content_url": a.url}
+    return data.replace(provenance=prov)
+
+
 def read_dandi(dandiset: str | os.PathLike, *, asset: str | None = None,
                version: str | None = None, bin_size: float, api_url: str | None = None,
                cache_dir: str | os.PathLike | None = None, merge: bool = False,
@@ -335,35 +476,10 @@ def read_dandi(dandiset: str | os.PathLike, *, asset: str | None = None,
                     "digest": {}, "api_url": None, "local_folder": str(local)}
             results.append(data.replace(provenance=prov))
     else:
-        ident, v = parse_dandiset(str(dandiset))
-        version = version or v
-        client, ds, assets = _remote_assets(ident, version, asset, api_url)
-        headers = _auth_headers()
-        for a in assets:
-            # the archive's own download URL: the redirect to storage (signed, expiring) is
-            # followed by our reader, which accepts only http(s) targets and renews it
-            url = a.base_download_url
-            digest = _digest(a)
-            if download:
-                target = _download_path(cache, ident, ds.version_id, a.path)
-                remote.download(url, target, sha256=digest.get("dandi:sha2-256"),
-                                headers=headers)
-                data = read_nwb(target, bin_size=bin_size, **read_nwb_kwargs)
-            else:
-                fobj = remote.open_url(url, cache_dir=cache, headers=headers)
-                try:
-                    data = read_nwb(fobj, bin_size=bin_size, **read_nwb_kwargs)
-                finally:
-                    fobj.close()
-                data = data.replace(provenance={**data.provenance, "source": url})
-            prov = {**data.provenance, **user_prov, "dandiset": ident,
-                    "version": ds.version_id, "asset_path": a.path, "asset_id": a.identifier,
-                    "digest": digest,
-                    # a streamed read touches a few blocks: the archive's digest describes the
-                    # asset, not bytes checked here; a download (download=True) is checked
-                    "digest_verified": bool(download and digest.get("dandi:sha2-256")),
-                    "api_url": client.api_url, "content_url": url}
-            results.append(data.replace(provenance=prov))
+        for a in resolve_dandi(str(dandiset), asset=asset, version=version, api_url=api_url):
+            results.append(read_dandi_asset(a, bin_size=bin_size, cache_dir=cache,
+                                            download=download, provenance=user_prov,
+                                            **read_nwb_kwargs))
     if merge and len(results) > 1:
         return _merge(results)
     return results[0] if len(results) == 1 else results
