@@ -400,13 +400,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
             if y_val is not None:
                 score = evaluate_bound(model, proposal, y_val, inputs_val, cfg, generator)
                 hist.val_bound.append(score)
-            if score > best:
-                best, since_best, hist.best_epoch = score, 0, epoch
-                if keep_best:
-                    best_state = best_state or _ParamBuffer(params)
-                    best_state.save()
-            else:
-                since_best += 1
+            best, since_best, best_state = note_score(score, epoch, hist, best, since_best,
+                                                      best_state, params, keep_best)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(bound=f"{hist.train_bound[-1]:.3f}")
@@ -589,6 +584,21 @@ def _differences(theirs: dict, ours: dict, prefix: str = "") -> list[tuple[str, 
 def _short(v) -> str:
     text = json.dumps(v, default=float, sort_keys=True)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def note_score(score: float, epoch: int, hist: TrainHistory, best: float, since_best: int,
+               best_state: _ParamBuffer | None, params: list, keep_best: bool
+               ) -> tuple[float, int, _ParamBuffer | None]:
+    """One epoch's score against the best so far: ``(best, epochs since it, its saved
+    parameters)``; a new best sets ``hist.best_epoch`` and, with ``keep_best``, saves the
+    parameters."""
+    if score > best:
+        hist.best_epoch = epoch
+        if keep_best:
+            best_state = best_state or _ParamBuffer(params)
+            best_state.save()
+        return score, 0, best_state
+    return best, since_best + 1, best_state
 
 
 class _ParamBuffer:

@@ -35,7 +35,7 @@ from ..data import BinnedData
 from . import _hdf5 as _h5
 from .records import FitRecord, FitResults
 
-__all__ = ["FitFileError", "check_fit_target", "load_extension", "read_fit_record",
+__all__ = ["FitFileError", "check_fit_target", "fit_modules", "load_extension", "read_fit_record",
            "read_fit_source", "store_fixed_points", "summarize_fit", "write_fit"]
 
 logger = logging.getLogger(__name__)
@@ -1196,7 +1196,9 @@ _MAX_TABLE_BYTES = 1 << 30
 _MAX_ROWS = 10_000_000  # epochs, metrics, fixed points, state tensors: far more than any fit
 
 
-def _find_model_group(f, path, module_name):
+def _model_groups(f, path, module_name=None) -> list:
+    """(module name, group name, group) of every LowRankRNNModel in the processing modules
+    (links out of the file are not followed: ``_hdf5.get``)."""
     label = str(path)
 
     def child(where, name):
@@ -1218,11 +1220,28 @@ def _find_model_group(f, path, module_name):
                 if obj is not None and _text(obj.attrs.get("neurodata_type", "")) == \
                         "LowRankRNNModel":
                     found.append((mname, oname, obj))
+    return found
+
+
+def _find_model_group(f, path, module_name):
+    found = _model_groups(f, path, module_name)
     if not found:
         where = f" in processing module {module_name!r}" if module_name else ""
         raise FitFileError(f"{path} holds no nwb_lrnn fit{where} (no LowRankRNNModel in any "
                            "processing module).")
     return found[0][2]
+
+
+def fit_modules(path: str | os.PathLike) -> list[str]:
+    """The processing modules of an NWB file that hold an nwb_lrnn model, in file order.
+
+    Raises
+    ------
+    FileNotFoundError, FitFileError
+    """
+    path = Path(path).expanduser()
+    with _open_fit_file(path) as f:
+        return list(dict.fromkeys(m for m, _, _ in _model_groups(f, path)))
 
 
 def _read_model_group(g, path) -> FitRecord:
