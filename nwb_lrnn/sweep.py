@@ -466,7 +466,10 @@ def _tune_trainable(config: dict[str, Any], sessions: dict[str, Any] | None = No
     else:
         with ckpt.as_directory() as d:
             out = run_trial(params, data, checkpoint_dir=d, **kwargs)
-    tune.report({**out, "status": "ok", "session": session})
+    import ray
+
+    tune.report({**out, "status": "ok", "session": session,
+                 "node_id": ray.get_runtime_context().get_node_id()})
 
 
 # ---------------------------------------------------------------------------- results
@@ -863,7 +866,7 @@ def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_ret
                "session": cfg.get("session"),
                **{k: cfg.get(k) for k in search_space}}
         keep = (metric, "nwb_path", "seconds", "epochs", "start_epoch", "restored",
-                "train_bound", "val_bound_epoch", "stopped_early", "pid")
+                "train_bound", "val_bound_epoch", "stopped_early", "pid", "node_id")
         row.update({k: m[k] for k in keep if k in m})
         if res.error is None and m.get("status") == "ok":
             row.update(status="ok", error=None)
