@@ -934,19 +934,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OUT.nwb (GeneratedData in a new NWB file), OUT.npy (trials x time x "
                         "channels), or for EEG fits OUT.fif (MNE Raw for one trial, Epochs "
                         "for several) / OUT.edf (one trial), in volts")
-    p.add_argument("--n-trials", "--trials", dest="n_trials", type=int, default=1)
+    p.add_argument("--n-trials", "--trials", dest="n_trials", type=int, default=1,
+                   help="trials to generate (each from the initial-state distribution)")
     p.add_argument("--n-times", "--time", dest="n_times", type=int, default=1000,
                    help="time bins per trial")
-    p.add_argument("--burn-in", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--burn-in", type=int, default=0,
+                   help="steps simulated first and dropped (start near the stationary state)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never a recording)")
     p.set_defaults(func=_generate)
 
     p = _add(sub, "report", help="figures and an HTML page for a fit")
     p.add_argument("fit")
     p.add_argument("--data", help="the recorded data (same SOURCE forms as fit) for the "
                                   "data-vs-generated panels")
-    p.add_argument("--bin-size", type=float, default=None)
+    p.add_argument("--bin-size", type=float, default=None,
+                   help="seconds, for spike --data (default 0.02; EEG keeps its rate)")
     p.add_argument("--out", help="output folder (default: <fit>_report)")
     p.set_defaults(func=_report)
 
@@ -957,9 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="tiny settings (seconds; for tests)")
     p.add_argument("--teacher-student", action="store_true",
                    help="the older demo: a teacher–student fit on simulated data")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: 150; with --fast 1; teacher-student 50)")
     p.add_argument("--trials", type=int, default=32, help="teacher–student only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)

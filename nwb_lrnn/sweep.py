@@ -207,6 +207,21 @@ def load_source(src: Any, read_kwargs: Mapping[str, Any] | None = None) -> Binne
     return out
 
 
+def _check_read_settings(src: Any, read_kwargs: dict[str, Any]) -> None:
+    """The reader settings a source needs (a bin size for spikes), checked on the driver."""
+    from .io.sources import source_kind
+
+    if isinstance(src, BinnedData):
+        return
+    kw = {**read_kwargs, **(src if isinstance(src, Mapping) else {})}
+    target = (src.get("path") or src.get("url") or (src.get("dandi_asset") or {}).get("path")
+              if isinstance(src, Mapping) else str(src))
+    if isinstance(src, Mapping) and "dandi_asset" in src:
+        _need_bin_size(kw, target)
+    elif target is not None and source_kind(str(target)) != "eeg":
+        _need_bin_size(kw, target)
+
+
 def _need_bin_size(kw: Mapping[str, Any], target: Any) -> None:
     if "bin_size" not in kw:
         raise ValueError(f"reading {target!r} needs a bin size: pass read_kwargs="
@@ -733,6 +748,8 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     fixed = dict(fixed_params or {})
     _check_space(search_space, fixed)
     sessions = _expand_dandisets(_normalize_sources(data_or_sources), dict(read_kwargs or {}))
+    for src in sessions.values():  # settings every read needs: wrong for all, so fail now
+        _check_read_settings(src, dict(read_kwargs or {}))
     out_dir = Path(out_dir).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"fixed_params": fixed, "read_kwargs": dict(read_kwargs or {}),
