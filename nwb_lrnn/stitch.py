@@ -155,18 +155,19 @@ def fit_shared(sessions: Mapping[str, BinnedData] | Sequence[BinnedData], *,
     gen = _generator(seed, device)
     init_gen = torch.Generator().manual_seed(seed)
 
-    ests, models, props, train, val = {}, {}, {}, {}, {}
+    ests, models, props, train, val, cfgs = {}, {}, {}, {}, {}, {}
     shared = None
     tcfg = None
     for name, data in named.items():
         est = copy.deepcopy(template)
         mcfg, cfg, prop_name = est._validated_settings(data)
         tcfg = tcfg or cfg
+        cfgs[name] = cfg  # its own windows: one session may be long, another in trials
         tr, va = est.split(data)
-        if tcfg.window is not None and tcfg.window > tr.n_time:
-            raise ValueError(f"session {name!r}: window ({tcfg.window}) must be <= its "
+        if cfg.window is not None and cfg.window > tr.n_time:
+            raise ValueError(f"session {name!r}: window ({cfg.window}) must be <= its "
                              f"training bins ({tr.n_time}).")
-        _check_memory(_fit_bytes(tcfg, mcfg, tr.n_trials, tr.n_time), "fitting",
+        _check_memory(_fit_bytes(cfg, mcfg, tr.n_trials, tr.n_time), "fitting",
                       "fewer n_particles, a smaller batch_size or window, or fewer n_units")
         model = LowRankRNNModel(mcfg, generator=init_gen)
         if shared is None:
@@ -206,7 +207,7 @@ def fit_shared(sessions: Mapping[str, BinnedData] | Sequence[BinnedData], *,
         last_good = _ParamBuffer(params)
         log_every = max(1, n_epochs // 10)
         for epoch in range(n_epochs):
-            iters = [_batches(train[n][0].shape[0], train[n][0].shape[1], tcfg, gen)
+            iters = [_batches(train[n][0].shape[0], train[n][0].shape[1], cfgs[n], gen)
                      for n in sub]
             total, count = 0.0, 0
             for batch in itertools.zip_longest(*iters):
@@ -216,9 +217,9 @@ def fit_shared(sessions: Mapping[str, BinnedData] | Sequence[BinnedData], *,
                         continue
                     idx, starts = b
                     y, u = train[n]
-                    yb = _take(y, idx, starts, tcfg.window)
+                    yb = _take(y, idx, starts, cfgs[n].window)
                     res = particle_filter(models[n], props[n], yb,
-                                          inputs=_take(u, idx, starts, tcfg.window),
+                                          inputs=_take(u, idx, starts, cfgs[n].window),
                                           n_particles=tcfg.n_particles, resampler=resampler,
                                           ess_threshold=tcfg.ess_threshold, generator=gen)
                     loss = loss - res.log_marginal.mean() / yb.shape[1]
@@ -253,8 +254,8 @@ def fit_shared(sessions: Mapping[str, BinnedData] | Sequence[BinnedData], *,
             hist.learning_rate.append(opt.param_groups[0]["lr"])
             score = hist.train_bound[-1]
             if has_val:
-                score = float(np.mean([evaluate_bound(models[n], props[n], *val[n], tcfg, gen)
-                                       for n in sub]))
+                score = float(np.mean([evaluate_bound(models[n], props[n], *val[n], cfgs[n],
+                                                      gen) for n in sub]))
                 hist.val_bound.append(score)
             best, since_best, best_state = note_score(score, epoch, hist, best, since_best,
                                                       best_state, params, keep_best)
@@ -293,7 +294,7 @@ def fit_shared(sessions: Mapping[str, BinnedData] | Sequence[BinnedData], *,
         est, (mcfg, prop_name) = ests[name]
         data = named[name]
         est._set_fitted(model=models[name], proposal=props[name], proposal_name=prop_name,
-                        model_config=mcfg, train_config=tcfg, kind=data.kind,
+                        model_config=mcfg, train_config=cfgs[name], kind=data.kind,
                         channel_names=list(data.channel_names), random_seed=seed,
                         device=device, history=copy.deepcopy(hist))
         est.info_ = None
