@@ -3,22 +3,24 @@ teacher-student; Poisson counts with the CNN encoder).
 
 Prints, per configuration and thread count: the median (and min) time per optimiser step
 (forward particle filter + backward + Adam), the peak resident memory of a process that ran only
-that configuration, a comparison with the reference implementation (mackelab/smc_rnns) and the
-distance from the FLOP bound (the step's floating-point work divided by the machine's measured
-single-precision matmul rate).
+that configuration and the distance from the FLOP bound (the step's floating-point work,
+encoder included, divided by the machine's measured single-precision matmul rate).
 
-The comparison with the reference comes in two kinds:
+The configurations do the reference implementation's (mackelab/smc_rnns) work: EEG and the
+Gaussian student-teacher with a full latent noise covariance (its optimal proposal needs one),
+the Poisson student-teacher with the encoder of its example notebook (kernels 21/11/1, 64
+channels, GELU, causal circular padding; ``--encoder package`` for the package's default, two
+centred convolutions of size 11).
 
-- with ``--reference PATH`` (a checkout of mackelab/smc_rnns), the reference's own model and
-  training step are built from PATH for the same configuration and timed in the same process,
-  interleaved with ours (alternating repetitions, same thread count): both medians and their
-  ratio are measured in this run. Where the reference cannot do exactly the same work, a printed
-  line says so.
-- without it, the ratio is to REFERENCE_S, figures typed into this script (measured once, on
-  this machine class, with 1 torch thread): a quoted figure, not measured in this run.
+With ``--reference PATH`` (a user's own checkout of mackelab/smc_rnns; nothing of it is in this
+repository) the reference's own model and training step are built from PATH for the same
+configuration and timed in the same process, interleaved with ours (alternating repetitions,
+same thread count): both medians and their ratio are measured in this run. Where the reference
+cannot do exactly the same work, a printed line says so. Without it, no ratio is printed.
 
 Run by hand (not a test):
     .venv/bin/python benchmarks/bench_step.py [--reps 40] [--threads 1 2] [--reference PATH]
+        [--encoder reference|package]
 """
 
 from __future__ import annotations
@@ -32,20 +34,23 @@ import sys
 import textwrap
 import time
 
-# quoted figures (seconds per step, 1 thread) of the reference, not measured by this script
-REFERENCE_S = {"eeg": 0.143, "gauss_ts": 0.263, "poisson_ts": 0.576}
-
 CONFIGS = {
     # name: (model kwargs, proposal, K, batch, T)
-    "eeg": (dict(rank=3, n_units=512, n_channels=64, nonlinearity="clipped_relu"),
-            "optimal", 10, 10, 50),
-    "gauss_ts": (dict(rank=2, n_units=20, n_channels=20, nonlinearity="relu"),
-                 "optimal", 64, 10, 75),
+    "eeg": (dict(rank=3, n_units=512, n_channels=64, nonlinearity="clipped_relu",
+                 noise_cov="full"), "optimal", 10, 10, 50),
+    "gauss_ts": (dict(rank=2, n_units=20, n_channels=20, nonlinearity="relu",
+                      noise_cov="full"), "optimal", 64, 10, 75),
     "poisson_ts": (dict(rank=2, n_units=40, n_channels=40, observation="poisson",
                         bin_size=0.05, nonlinearity="relu"), "encoder", 64, 10, 200),
 }
 
 LR, CLIP, WARMUP = 1e-3, 10.0, 5
+
+# the Poisson configuration's encoder: the reference notebook's, or the package's default
+ENCODERS = {
+    "reference": dict(kernel_size=(21, 11, 1), hidden=64, causal=True, padding="circular"),
+    "package": dict(kernel_size=11, hidden=64, causal=False, padding="zeros"),
+}
 
 # Where the reference's step, built by _build_reference, cannot do exactly the work of ours.
 REFERENCE_DIFFERENCES = {
@@ -61,44 +66,50 @@ REFERENCE_DIFFERENCES = {
     "eeg": [
         "nonlinearity: ours min(max(u·z - h, 0), 1) (clip fixed at 1); the reference's "
         "clipped_relu is relu(m·z + h) - relu(m·z) (clip width = trainable per-unit h)",
-        "latent noise: ours diagonal Σ_z and Σ_0; the reference's optimal proposal needs its "
-        "'full' (lower-triangular) parametrisation of both",
+        "latent noise: full (lower-triangular) Σ_z and Σ_0 in both (its optimal proposal "
+        "needs them full)",
     ],
     "gauss_ts": [
-        "latent noise: ours diagonal Σ_z and Σ_0; the reference's optimal proposal needs its "
-        "'full' (lower-triangular) parametrisation of both",
+        "latent noise: full (lower-triangular) Σ_z and Σ_0 in both (its optimal proposal "
+        "needs them full)",
         "readout: affine y = C z + d in both (reference observation='affine', "
         "readout_from='z'); the reference's own student-teacher notebook reads out "
         "one-to-one from the unit currents instead",
     ],
     "poisson_ts": [
-        "encoder: ours sees a centred (non-causal) window; the reference's CNN_encoder pads "
-        "'causal', 'acausal' or 'windowed' (which loses a time step per odd-sized kernel): "
-        "causal zero padding used, same kernels (11, 11), 64 hidden channels, GELU, same "
-        "FLOPs; the reference repeats the encoder output over the K particles",
+        "encoder (--encoder reference): in both three convolutions, kernels 21/11/1, 64 "
+        "channels, GELU, causal circular padding (the reference notebook's); its last layer is "
+        "two 1-wide convolutions (mean, log-variance), ours one with 2R outputs (same FLOPs); "
+        "the reference repeats the encoder output over the K particles",
+        "encoder (--encoder package): ours two centred convolutions of size 11; the "
+        "reference's padding is 'causal', 'acausal' or 'windowed' (which loses a time step per "
+        "odd-sized kernel): built with kernels (11, 11) and causal zero padding, same FLOPs",
         "encoder variance: ours softplus(·) + 1e-3, the reference exp(log-var) clamped",
         "Poisson rate: ours Δ·softplus(C z + d) with Δ = 0.05 s; the reference has no bin "
         "size: softplus(C z + d) + 1e-6 counts per bin",
-        "the reference's own notebook uses encoder kernels [21, 11, 1] and circular padding; "
-        "here [11, 11] and zero padding, to match ours",
     ],
 }
 
 
-def step_flops(name: str) -> float:
+def step_flops(name: str, encoder: str = "reference") -> float:
     """Floating-point operations of one optimiser step (dominant terms; backward = 2× forward).
 
     Per time step and particle: the transition's two products (2·2·R·N), the proposal's R×R
     products and the observation (Gaussian: folded into R-dim quadratic forms, 2·R²; Poisson:
-    η = C z, 2·R·C, plus about 10 flops per channel for the link and likelihood).
+    η = C z, 2·R·C, plus about 10 flops per channel for the link and likelihood). Per time step
+    and sequence (not per particle): the encoder's convolutions.
     """
     kw, prop, K, B, T = CONFIGS[name]
     R, N, C = kw["rank"], kw["n_units"], kw["n_channels"]
     per = 4 * R * N + 6 * R * R + 4 * N
+    enc = 0
     if prop == "encoder":
         per += 2 * R * C + 10 * C
-    return 3.0 * per * K * B * T
-
+        e = ENCODERS[encoder]
+        ks = e["kernel_size"] if isinstance(e["kernel_size"], tuple) else (e["kernel_size"],) * 2
+        widths = [C] + [e["hidden"]] * (len(ks) - 1) + [2 * R]
+        enc = sum(2 * widths[i] * widths[i + 1] * k for i, k in enumerate(ks)) * B * T
+    return 3.0 * (per * K * B * T + enc)
 
 def _measure_peak_gflops() -> float:
     import torch
@@ -124,7 +135,7 @@ def _check_reference(path: str) -> str:
     return path
 
 
-def _reference_params(name: str) -> dict:
+def _reference_params(name: str, encoder: str = "reference") -> dict:
     """The reference's VAE parameters closest to our configuration ``name``."""
     kw, prop, _, _, _ = CONFIGS[name]
     gaussian = kw.get("observation", "gaussian") == "gaussian"
@@ -145,13 +156,17 @@ def _reference_params(name: str) -> dict:
     params = dict(dim_x=kw["n_channels"], dim_z=kw["rank"], dim_N=kw["n_units"],
                   rnn_params=rnn)
     if prop == "encoder":
+        e = ENCODERS[encoder]
+        ks = e["kernel_size"] if isinstance(e["kernel_size"], tuple) else (e["kernel_size"],) * 2
         params.update(enc_architecture="CNN", enc_params=dict(
-            init_kernel_sizes=[11, 11], n_channels=[64], nonlinearity="gelu", init_scale=0.1,
-            constant_var=False, padding_mode="constant", padding_location="causal"))
+            init_kernel_sizes=list(ks), n_channels=[e["hidden"]] * (len(ks) - 1),
+            nonlinearity="gelu", init_scale=0.1, constant_var=False,
+            padding_mode="circular" if e["padding"] == "circular" else "constant",
+            padding_location="causal"))
     return params
 
 
-def _build_reference(name: str, path: str, y, make_optimizer):
+def _build_reference(name: str, path: str, y, make_optimizer, encoder: str = "reference"):
     """The reference's model and one training step on data ``y`` (B, T, C), as a closure.
 
     Nothing of the reference is copied: its vi_rnn package is imported from ``path``.
@@ -167,7 +182,7 @@ def _build_reference(name: str, path: str, y, make_optimizer):
         from vi_rnn.vae import VAE
 
         torch.manual_seed(0)
-        vae = VAE(_reference_params(name))
+        vae = VAE(_reference_params(name, encoder))
     loss_f = (inference.filtering_posterior_optimal_proposal if prop == "optimal"
               else inference.filtering_posterior)
     x = y.transpose(1, 2).contiguous()  # (B, C, T)
@@ -187,7 +202,8 @@ def _build_reference(name: str, path: str, y, make_optimizer):
     return step
 
 
-def _run_one(name: str, threads: int, reps: int, reference: str | None = None) -> dict:
+def _run_one(name: str, threads: int, reps: int, reference: str | None = None,
+             encoder: str = "reference") -> dict:
     import resource
 
     import numpy as np
@@ -201,7 +217,8 @@ def _run_one(name: str, threads: int, reps: int, reference: str | None = None) -
     kw, prop, K, B, T = CONFIGS[name]
     g = torch.Generator().manual_seed(0)
     model = LowRankRNNModel(ModelConfig(**kw), generator=g)
-    proposal = make_proposal(prop, model, generator=g)
+    options = ENCODERS[encoder] if prop == "encoder" else {}
+    proposal = make_proposal(prop, model, generator=g, **options)
     y = model.sample(B, T, generator=g)[1]
     params = list(model.parameters()) + list(proposal.parameters())
     opt = _adam(params, LR)
@@ -231,7 +248,7 @@ def _run_one(name: str, threads: int, reps: int, reference: str | None = None) -
         times = [timed(ours) for _ in range(reps)]
         out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     else:
-        ref = _build_reference(name, reference, y, _adam)
+        ref = _build_reference(name, reference, y, _adam, encoder)
         for _ in range(WARMUP):
             ref()
         ref_times = []
@@ -264,16 +281,23 @@ def main() -> None:
     parser.add_argument("--reference", metavar="PATH",
                         help="checkout of mackelab/smc_rnns: build its model and step for each "
                              "configuration and time them interleaved with ours in this run")
+    parser.add_argument("--encoder", choices=list(ENCODERS), default="reference",
+                        help="the Poisson configuration's encoder: the reference notebook's "
+                             "(kernels 21/11/1, causal, circular; default) or the package's "
+                             "default (11/11, centred)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     ref_path = _check_reference(args.reference) if args.reference else None
     if args.child:
-        print(json.dumps(_run_one(args.child[0], int(args.child[1]), args.reps, ref_path)))
+        print(json.dumps(_run_one(args.child[0], int(args.child[1]), args.reps, ref_path,
+                                  args.encoder)))
         return
     import torch
 
+    load = os.getloadavg()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"capability {torch.backends.cpu.get_cpu_capability()}")
+          f"capability {torch.backends.cpu.get_cpu_capability()}, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start; Poisson encoder: {args.encoder}")
     if ref_path:
         print(f"reference: {_reference_label(ref_path)}, measured in this run "
               f"({WARMUP} warm-up steps each, then {args.reps} interleaved repetitions)")
@@ -281,33 +305,33 @@ def main() -> None:
                   f"{'ref med ms':>10} {'ref min ms':>10} {'speed-up':>8} {'peak MiB':>9} "
                   f"{'MFLOP':>7} {'bound ms':>9} {'×bound':>7}")
     else:
-        header = (f"{'config':<11} {'thr':>3} {'median ms':>10} {'min ms':>8} "
-                  f"{'quoted ref ms':>13} {'quoted ×':>8} {'peak MiB':>9} {'MFLOP':>7} "
-                  f"{'bound ms':>9} {'×bound':>7}")
+        header = (f"{'config':<11} {'thr':>3} {'median ms':>10} {'min ms':>8} {'peak MiB':>9} "
+                  f"{'MFLOP':>7} {'bound ms':>9} {'×bound':>7}")
     print(header)
     print("-" * len(header))
     extra = ["--reference", ref_path] if ref_path else []
     for name in args.configs:
         for threads in args.threads:
             out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps),
-                                  "--child", name, str(threads), *extra],
-                                 capture_output=True, text=True)
+                                  "--encoder", args.encoder, "--child", name, str(threads),
+                                  *extra], capture_output=True, text=True)
             if out.returncode != 0:
                 sys.stderr.write(out.stderr)
                 raise SystemExit(f"{name}, {threads} thread(s): the benchmark process failed.")
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            flops = step_flops(name)
+            flops = step_flops(name, args.encoder)
             bound = flops / (r["gflops"] * 1e9)
+            ref = ""
             if ref_path:
-                ref = f"{1e3 * r['ref_median_s']:>10.2f} {1e3 * r['ref_min_s']:>10.2f}"
                 ratio = r["ref_median_s"] / r["median_s"]
-            else:
-                ref = f"{1e3 * REFERENCE_S[name]:>13.0f}"
-                ratio = REFERENCE_S[name] / r["median_s"]
+                ref = (f"{1e3 * r['ref_median_s']:>10.2f} {1e3 * r['ref_min_s']:>10.2f} "
+                       f"{ratio:>7.1f}× ")
             print(f"{name:<11} {threads:>3} {1e3 * r['median_s']:>10.2f} "
-                  f"{1e3 * r['min_s']:>8.2f} {ref} {ratio:>7.1f}× "
+                  f"{1e3 * r['min_s']:>8.2f} {ref}"
                   f"{r['peak_rss_mib']:>9.0f} {flops / 1e6:>7.1f} {1e3 * bound:>9.3f} "
                   f"{r['median_s'] / bound:>6.0f}×")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
     if ref_path:
         print("\nspeed-up = reference median / our median, both measured in this run, in the "
               "same process,\ninterleaved, with the same thread count. peak MiB = ours only "
@@ -318,10 +342,8 @@ def main() -> None:
                 print(textwrap.fill(line, 100, initial_indent=f"  [{key}] ",
                                     subsequent_indent=" " * (len(key) + 5)))
     else:
-        print("\nquoted ref ms / quoted × = REFERENCE_S, a quoted figure, not measured in this "
-              "run (the reference,\nmackelab/smc_rnns, measured once on this machine class with "
-              "1 thread), divided by our median;\nfor a same-run comparison pass --reference "
-              "PATH (a checkout of mackelab/smc_rnns).")
+        print("\nNo comparison with the reference: pass --reference PATH (a checkout of "
+              "mackelab/smc_rnns)\nto time its step interleaved with ours in this run.")
     print("×bound = our median / FLOP bound (the step's flops at the measured 1024² sgemm rate "
           "of the same thread count).")
 

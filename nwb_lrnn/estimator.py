@@ -19,7 +19,7 @@ from . import _defaults
 from ._threads import threads_for
 from ._validate import check_array, check_float, check_int, check_option, check_random_state
 from .data import BinnedData, _clean_starts
-from .inference.proposals import PROPOSALS, check_proposal, make_proposal
+from .inference.proposals import PROPOSALS, check_proposal, encoder_kernels, make_proposal
 from .inference.resampling import get_resampler
 from .inference.smc import particle_filter
 from .inference.training import TrainConfig, TrainHistory, train
@@ -345,10 +345,16 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         Poisson link.
     readout : {'affine', 'units'}
         Poisson readout: from the latents, or one-to-one from the first units.
-    encoder_kernel, encoder_hidden : int
-        Size of the CNN encoder (proposal='encoder').
+    encoder_kernel : int | sequence of int
+        Kernel sizes of the CNN encoder's convolutions (proposal='encoder'): an int ``k`` means
+        two convolutions of size ``k``; ``(21, 11, 1)`` three.
+    encoder_hidden : int
+        Channels of the encoder's hidden convolutions.
     encoder_causal : bool
         Causal (filtering) encoder instead of a centred (smoothing) one.
+    encoder_padding : {'zeros', 'circular'}
+        What the encoder sees beyond the ends of a window (``'circular'``: the window wrapped
+        around, as the reference implementation's examples do).
     device : str
         'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.
     random_state : int | numpy.random.Generator | None
@@ -405,9 +411,10 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                  grad_clip: float | None = _defaults.GRAD_CLIP, resampling: str = "systematic",
                  ess_threshold: float | None = None, noise_cov: str = "diag",
                  decay_per_dim: bool = False, link: str = "softplus", readout: str = "affine",
-                 encoder_kernel: int = _defaults.ENCODER_KERNEL,
+                 encoder_kernel: int | tuple[int, ...] = _defaults.ENCODER_KERNEL,
                  encoder_hidden: int = _defaults.ENCODER_HIDDEN,
-                 encoder_causal: bool = False, device: str = "auto",
+                 encoder_causal: bool = False, encoder_padding: str = "zeros",
+                 device: str = "auto",
                  random_state: int | np.random.Generator | None = None,
                  stability_check: float = 10.0, verbose: bool = True):
         self.rank = rank
@@ -436,6 +443,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         self.encoder_kernel = encoder_kernel
         self.encoder_hidden = encoder_hidden
         self.encoder_causal = encoder_causal
+        self.encoder_padding = encoder_padding
         self.device = device
         self.random_state = random_state
         self.stability_check = stability_check
@@ -522,8 +530,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                            steps_per_epoch=steps, window=window,
                            patience=self.patience, optimizer=self.optimizer,
                            restore_best=self.restore_best)
-        check_int("encoder_kernel", self.encoder_kernel, min_value=1)
+        encoder_kernels(self.encoder_kernel)
         check_int("encoder_hidden", self.encoder_hidden, min_value=1)
+        check_option("encoder_padding", self.encoder_padding, ("zeros", "circular"))
         return mcfg, tcfg, prop
 
     def _as_data(self, data: Any, name: str = "data", *, picks: Any = None,
@@ -810,7 +819,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     def _proposal_options(self, kind: str) -> dict[str, Any]:
         """The options a proposal may take from this estimator (the encoder's)."""
         return {"kernel_size": self.encoder_kernel, "hidden": self.encoder_hidden,
-                "causal": bool(self.encoder_causal),
+                "causal": bool(self.encoder_causal), "padding": self.encoder_padding,
                 "transform": "log1p" if kind == "counts" else "identity"}
 
     def split(self, data: BinnedData) -> tuple[BinnedData, BinnedData | None]:

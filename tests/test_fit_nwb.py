@@ -333,3 +333,15 @@ def test_nwbinspector_finds_nothing_serious_in_any_kind_of_file_written(kind, sp
                   subject=dict(subject_id="S001", species="Homo sapiens", sex="U",
                                age="P0D/"))
     assert _inspector_problems(path) == []
+
+
+def test_a_fit_with_a_three_layer_encoder_round_trips(tmp_path):
+    data = read_nwb(PYNAPPLE, bin_size=0.1, time_range=(0.0, 60.0)).windows(50)
+    est = LowRankRNN(rank=2, n_units=8, max_epochs=1, n_particles=4, verbose=False,
+                     encoder_kernel=(5, 3, 1), encoder_hidden=16, encoder_causal=True,
+                     encoder_padding="circular", random_state=1).fit(data)
+    assert [c.kernel_size[0] for c in est.proposal_.encoder.convs] == [5, 3, 1]
+    twin = read_fit(write_nwb(est, tmp_path / "fit.nwb", data=data))
+    assert twin.get_params()["encoder_kernel"] in ([5, 3, 1], (5, 3, 1))
+    assert twin.encoder_padding == "circular"
+    np.testing.assert_allclose(twin.transform(data), est.transform(data), atol=1e-5)

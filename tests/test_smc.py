@@ -212,3 +212,43 @@ def _find_loop_node(fn, seen=None):
             return node
         stack.extend(n for n, _ in node.next_functions)
     return None
+
+
+def test_encoder_of_the_reference_architecture_is_causal_or_wraps_around():
+    from nwb_lrnn.inference import Encoder
+
+    torch.manual_seed(0)
+    for padding in ("zeros", "circular"):
+        enc = Encoder(5, 2, hidden=8, kernel_size=(7, 3, 1), causal=True, padding=padding)
+        assert [c.kernel_size[0] for c in enc.convs] == [7, 3, 1]
+        assert [(c.in_channels, c.out_channels) for c in enc.convs] == [(5, 8), (8, 8), (8, 4)]
+        assert enc.flops(3, 10) == 2 * (5 * 8 * 7 + 8 * 8 * 3 + 8 * 4) * 30
+        y = torch.randn(2, 4, 5, requires_grad=True)  # a window shorter than the first kernel
+        mean, sd = enc(y)
+        assert mean.shape == sd.shape == (2, 4, 2) and bool((sd > 0).all())
+        # which inputs the encoding of the first step depends on
+        enc.conv3.weight.data.normal_()
+        grad, = torch.autograd.grad(enc(y)[0][:, 0].sum(), y)
+        touched = grad.abs().sum((0, 2)) > 0
+        if padding == "zeros":  # causal: y_0 only
+            assert touched.tolist() == [True, False, False, False]
+        else:  # the window wrapped around: the last steps are seen before the first
+            assert touched.all()
+    # the package's default: two convolutions of one size, centred
+    enc = Encoder(5, 2)
+    assert [c.kernel_size[0] for c in enc.convs] == [11, 11] and not enc.causal
+    with pytest.raises(ValueError, match="encoder_padding"):
+        Encoder(5, 2, padding="reflect")
+    with pytest.raises(ValueError, match="encoder_kernel"):
+        Encoder(5, 2, kernel_size=[0, 3])
+
+
+def test_three_layer_circular_encoder_agrees_with_kalman():
+    model, g = _linear_model(noise_cov="diag")
+    _, y = model.sample(2, 30, generator=g)
+    exact = kalman_log_marginal(model, y)
+    prop = make_proposal("encoder", model, generator=g, kernel_size=(9, 5, 1), hidden=16,
+                         causal=True, padding="circular").double()
+    est = _estimates(model, prop, y, 512, 10, g)
+    tol = 0.5 * est.var(0) + 4 * est.std(0) / math.sqrt(10) + 0.05
+    assert torch.all((est.mean(0) - exact).abs() <= tol), (est.mean(0), exact)

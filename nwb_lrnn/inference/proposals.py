@@ -30,6 +30,7 @@ __all__ = [
     "PROPOSALS",
     "BootstrapProposal",
     "EncoderProposal",
+    "encoder_kernels",
     "OptimalGaussianProposal",
     "Proposal",
     "check_proposal",
@@ -256,55 +257,122 @@ class OptimalGaussianProposal(Proposal):
         return z, logw.view(m.shape[:-1])
 
 
+def encoder_kernels(kernel_size: Any) -> tuple[int, ...]:
+    """The encoder's kernel sizes, one per convolution, from ``kernel_size``.
+
+    An int ``k`` means two convolutions of size ``k`` (the package's default encoder); a
+    sequence gives one convolution per entry, the last one producing mean and SD.
+
+    Examples
+    --------
+    >>> encoder_kernels(11)
+    (11, 11)
+    >>> encoder_kernels([21, 11, 1])
+    (21, 11, 1)
+    """
+    if isinstance(kernel_size, (list, tuple)):
+        if not 1 <= len(kernel_size) <= 16:
+            raise ValueError(f"encoder_kernel: give 1 to 16 kernel sizes, got "
+                             f"{len(kernel_size)}.")
+        return tuple(check_int("encoder_kernel", k, min_value=1, max_value=1 << 16)
+                     for k in kernel_size)
+    k = check_int("encoder_kernel", kernel_size, min_value=1, max_value=1 << 16)
+    return (k, k)
+
+
 class Encoder(nn.Module):
-    """Small 1-D CNN mapping observations (B, T, C) to a Gaussian over z_t: mean and SD (B, T, R).
+    """1-D CNN mapping observations (B, T, C) to a Gaussian over z_t: mean and SD (B, T, R).
+
+    Convolutions of the given kernel sizes, ``hidden`` channels between them and a GELU after
+    each but the last, whose 2R outputs are the mean and (through softplus) the SD. The
+    default is two convolutions of size 11; ``kernel_size=(21, 11, 1)``, ``hidden=64``,
+    ``causal=True``, ``padding='circular'`` is the encoder of the reference implementation's
+    Poisson student-teacher example.
 
     Parameters
     ----------
     n_channels, rank : int
     hidden : int
-        Channels of the hidden convolution.
-    kernel_size : int
-        Temporal extent of each convolution (odd for ``causal=False``).
+        Channels of each hidden convolution.
+    kernel_size : int | sequence of int
+        Temporal extent of each convolution: an int ``k`` means ``(k, k)``.
     causal : bool
         True: e(z_t) sees y_{≤t} only (filtering). False: a window centred on t (smoothing).
+    padding : {'zeros', 'circular'}
+        What each convolution sees beyond the ends of the window: zeros, or the window wrapped
+        around (then a causal encoder's first steps see the window's last ones).
     transform : {'identity', 'log1p'}
         Applied to y first ('log1p' for counts).
+
+    Examples
+    --------
+    >>> enc = Encoder(40, 2, kernel_size=(21, 11, 1), causal=True, padding="circular")
+    >>> mean, sd = enc(torch.zeros(3, 50, 40))
+    >>> tuple(mean.shape), tuple(sd.shape)
+    ((3, 50, 2), (3, 50, 2))
     """
 
-    def __init__(self, n_channels: int, rank: int, *, hidden: int = 64, kernel_size: int = 11,
-                 causal: bool = False, transform: str = "identity",
+    def __init__(self, n_channels: int, rank: int, *, hidden: int = 64,
+                 kernel_size: int | tuple[int, ...] = 11, causal: bool = False,
+                 padding: str = "zeros", transform: str = "identity",
                  generator: torch.Generator | None = None):
         super().__init__()
         self.causal = bool(causal)
-        self.kernel_size = check_int("encoder_kernel", kernel_size, min_value=1)
+        self.kernels = encoder_kernels(kernel_size)
+        self.kernel_size = kernel_size if isinstance(kernel_size, int) else list(self.kernels)
+        hidden = check_int("encoder_hidden", hidden, min_value=1)
+        self.padding = check_option("encoder_padding", padding, ("zeros", "circular"))
         self.transform = check_option("encoder_transform", transform, ("identity", "log1p"))
-        self.conv1 = nn.Conv1d(n_channels, hidden, kernel_size)
-        self.conv2 = nn.Conv1d(hidden, 2 * rank, kernel_size)
+        n = len(self.kernels)
+        # named conv1, conv2, ... (the two-layer default's names, which fit files store)
+        for i, k in enumerate(self.kernels):
+            self.add_module(f"conv{i + 1}", nn.Conv1d(n_channels if i == 0 else hidden,
+                                                      2 * rank if i == n - 1 else hidden, k))
         if generator is not None:
             with torch.no_grad():
-                for conv in (self.conv1, self.conv2):
+                for conv in self.convs:
                     bound = 1.0 / math.sqrt(conv.in_channels * conv.kernel_size[0])
                     conv.weight.uniform_(-bound, bound, generator=generator)
                     conv.bias.uniform_(-bound, bound, generator=generator)
+        last = self.convs[-1]
         with torch.no_grad():  # start uninformative: q ≈ the transition, not a random guess
-            self.conv2.weight.mul_(0.01)
-            self.conv2.bias.zero_()
-            self.conv2.bias[rank:] = float(softplus_inverse(3.0))
+            last.weight.mul_(0.01)
+            last.bias.zero_()
+            last.bias[rank:] = float(softplus_inverse(3.0))
         self.rank = rank
 
-    def _pad(self, x):
-        k = self.kernel_size - 1
-        pad = (k, 0) if self.causal else (k // 2, k - k // 2)
-        return nn.functional.pad(x, pad)
+    @property
+    def convs(self) -> list[nn.Conv1d]:
+        return [getattr(self, f"conv{i + 1}") for i in range(len(self.kernels))]
+
+    def _pad(self, x, kernel: int):
+        k = kernel - 1
+        left, right = (k, 0) if self.causal else (k // 2, k - k // 2)
+        if not k:
+            return x
+        if self.padding == "zeros":
+            return nn.functional.pad(x, (left, right))
+        # circular for any window length (torch's mode='circular' needs pad <= length)
+        T = x.shape[-1]
+        idx = torch.arange(-left, T + right, device=x.device) % T
+        return x[..., idx]
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.log1p(y) if self.transform == "log1p" else y
         x = x.transpose(1, 2)  # (B, C, T)
-        x = nn.functional.gelu(self.conv1(self._pad(x)))
-        x = self.conv2(self._pad(x)).transpose(1, 2)  # (B, T, 2R)
+        convs = self.convs
+        for i, conv in enumerate(convs):
+            x = conv(self._pad(x, self.kernels[i]))
+            if i < len(convs) - 1:
+                x = nn.functional.gelu(x)
+        x = x.transpose(1, 2)  # (B, T, 2R)
         mean, raw = x[..., : self.rank], x[..., self.rank:]
         return mean, softplus(raw) + 1e-3
+
+    def flops(self, batch: int, T: int) -> int:
+        """Multiply-adds ×2 of one forward pass over (batch, T): the convolutions' work."""
+        return sum(2 * c.in_channels * c.out_channels * c.kernel_size[0] for c in self.convs) \
+            * batch * T
 
 
 class EncoderProposal(Proposal):
@@ -316,7 +384,7 @@ class EncoderProposal(Proposal):
 
     name = "encoder"
     trained = True
-    options = ("kernel_size", "hidden", "causal", "transform")
+    options = ("kernel_size", "hidden", "causal", "padding", "transform")
 
     def __init__(self, n_channels: int, rank: int, **encoder_kwargs):
         super().__init__()
@@ -467,7 +535,7 @@ def make_proposal(name: str, model: LowRankRNNModel, *, generator=None,
     """Build a proposal for ``model`` from its name (one of :data:`PROPOSALS`).
 
     ``options`` are passed on to the proposal's ``build`` where it takes them (the encoder's
-    ``kernel_size``, ``hidden``, ``causal``, ``transform``) and ignored otherwise.
+    ``kernel_size``, ``hidden``, ``causal``, ``padding``, ``transform``) and ignored otherwise.
     """
     cls = PROPOSALS[check_option("proposal", name, tuple(PROPOSALS))]
     check_proposal(cls.name, model.config.observation)

@@ -1107,7 +1107,12 @@ def _check_sizes(record: FitRecord, path) -> None:
         if v is None:
             continue
         limit = max(dims) if key != "n_particles" else 1 << 20
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limit:
+        if key == "encoder_kernel" and isinstance(v, list) and 0 < len(v) <= 16:
+            values = v  # one kernel size per convolution
+        else:
+            values = [v]
+        if any(not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= limit
+               for x in values):
             raise FitFileError(f"{path}: the setting {key}={v!r:.40} does not match the "
                                f"stored parameters (largest dimension {max(dims)}).")
 
