@@ -138,8 +138,17 @@ def _sniff(source: str) -> str:
 
 def _fit(args: argparse.Namespace) -> int:
     _set_threads(args)
+    if source_kind(args.source) != "dandi" and (args.shared or args.backend == "ray"):
+        raise CLIError(f"--shared and --backend ray fit the sessions of a dandiset; "
+                       f"{args.source} is one recording.")
     if source_kind(args.source) == "dandi":
+        if args.backend == "ray" and not args.shared:
+            done = _fit_sessions_ray(args)
+            if done is not None:
+                return done
         sessions = _dandi_sessions(args)
+        if args.shared:
+            return _fit_shared(args, sessions)
         if len(sessions) > 1:
             return _fit_sessions(args, sessions)
         data = sessions[0]
@@ -164,8 +173,10 @@ def _dandi_sessions(args: argparse.Namespace) -> list:
 
 def _session_out(folder: Path, data) -> Path:
     """``<asset path without .nwb, / as _>_lrnn.nwb`` in ``folder`` (the whole path: two
-    subjects may have files of the same name)."""
-    name = str(data.provenance.get("asset_path") or "session").strip("/")
+    subjects may have files of the same name); ``data`` is the session's BinnedData or its
+    asset path."""
+    path = data if isinstance(data, str) else data.provenance.get("asset_path")
+    name = str(path or "session").strip("/")
     if "/" in name and Path(name).name.startswith(Path(name).parts[0]):
         name = Path(name).name  # sub-a/sub-a_ses-1.nwb: the file name already says sub-a
     else:
@@ -177,6 +188,26 @@ def _session_out(folder: Path, data) -> Path:
 
 def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
     """One fit and one results file per session, then a summary table (summary.csv)."""
+    folder, outs = _session_outs(args, sessions)
+    print(f"nwb-lrnn fit: {args.source}: {len(sessions)} sessions, one fit each, results in "
+          f"{folder}/")
+    rows = []
+    for k, (data, out) in enumerate(zip(sessions, outs, strict=True)):
+        print(f"\n[{k + 1}/{len(sessions)}] {data.provenance.get('asset_path')}")
+        est = _fit_one(args, data, out)
+        hist = est.history_
+        rows.append({"session": data.provenance.get("asset_path"), "units": data.n_channels,
+                     "trials": data.n_trials, "bins": data.n_time,
+                     "train_bound": hist.train_bound[-1],
+                     "val_bound": hist.val_bound[-1] if hist.val_bound else "",
+                     "generation_bounded": est.stable_, "results": out.name})
+    _write_summary(folder, rows)
+    return 0
+
+
+def _session_outs(args: argparse.Namespace, sessions: list) -> tuple[Path, list[Path]]:
+    """The results folder and one results file per session (BinnedData or asset paths),
+    refused when taken, before anything is fitted."""
     if args.append:
         raise CLIError(f"{args.source} selects {len(sessions)} sessions; --append adds one fit "
                        "to one file: select one session with --asset.")
@@ -193,32 +224,115 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
         raise CLIError(f"{len(taken)} results file(s) exist ({', '.join(taken[:3])}); pass "
                        "--overwrite or another --out folder (checked before fitting).")
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"nwb-lrnn fit: {args.source}: {len(sessions)} sessions, one fit each, results in "
-          f"{folder}/")
-    rows = []
-    for k, (data, out) in enumerate(zip(sessions, outs, strict=True)):
-        print(f"\n[{k + 1}/{len(sessions)}] {data.provenance.get('asset_path')}")
-        est = _fit_one(args, data, out)
-        hist = est.history_
-        rows.append({"session": data.provenance.get("asset_path"), "units": data.n_channels,
-                     "trials": data.n_trials, "bins": data.n_time,
-                     "train_bound": hist.train_bound[-1],
-                     "val_bound": hist.val_bound[-1] if hist.val_bound else "",
-                     "generation_bounded": est.stable_, "results": out.name})
+    return folder, outs
+
+
+def _write_summary(folder: Path, rows: list[dict]) -> None:
+    """summary.csv (one row per session) and its printed table."""
     import csv
 
     summary = folder / "summary.csv"
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(summary, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     print(f"\nsummary ({summary}): scores are per session; sessions differ in neurons, so "
           "they are not ranked against each other")
     for r in rows:
-        val = f"{r['val_bound']:.4f}" if r["val_bound"] != "" else "-"
+        if r.get("status", "ok") != "ok":
+            print(f"  {r['session']}: FAILED ({r.get('error')})")
+            continue
+        val = f"{r['val_bound']:.4f}" if r["val_bound"] not in ("", None) else "-"
+        gen = {True: "bounded", False: "NOT bounded"}.get(r["generation_bounded"], "unchecked")
         print(f"  {r['session']}: {r['units']} units, bound {r['train_bound']:.4f} "
-              f"(validation {val}), generation "
-              f"{'bounded' if r['generation_bounded'] else 'NOT bounded'} -> {r['results']}")
+              f"(validation {val}), generation {gen} -> {r['results']}")
+
+
+def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
+    """The sessions of a dandiset as Ray tasks, one per session: assets resolved once here,
+    each task reads its own asset (no API request), fits, scores and writes its results
+    file; None when the selection holds a single session (fitted here as usual)."""
+    from .io.dandi import resolve_dandi
+    from .io.fit_nwb import summarize_fit
+    from .sweep import sweep
+
+    _check_fit_args(args, out_needed=False)
+    if not 0 < args.validation_fraction < 1:
+        raise CLIError("--backend ray holds out part of every session: --validation-fraction "
+                       f"must be in (0, 1), got {args.validation_fraction}.")
+    assets = resolve_dandi(args.source, asset=args.asset,
+                           api_url=getattr(args, "api_url", None))
+    if len(assets) < 2:
+        return None
+    folder, outs = _session_outs(args, [a.path for a in assets])
+    print(f"nwb-lrnn fit: {args.source}: {len(assets)} sessions, one Ray task each, results "
+          f"in {folder}/")
+    read = {"bin_size": args.bin_size or 0.02}
+    if getattr(args, "cache_dir", None):
+        read["cache_dir"] = args.cache_dir
+    sources = {a.path: {"dandi_asset": a.to_dict()} for a in assets}
+    work = folder / ".ray_sweep"
+    try:
+        result = sweep(sources, search_space={}, fixed_params=_estimator_params(args),
+                       out_dir=work, read_kwargs=read, address=args.address,
+                       validation_fraction=args.validation_fraction, backend="ray",
+                       include=("model", "latents", "generated", "metrics"),
+                       torch_threads=args.threads or 1, max_retries=1)
+    except ImportError as err:
+        raise CLIError(f"--backend ray needs Ray: {err}") from None
+    by_session = {r["session"]: r for r in result.table.to_dict("records")}
+    rows = []
+    for a, out in zip(assets, outs, strict=True):
+        r = by_session.get(a.path, {"status": "error", "error": "no trial ran"})
+        row = {"session": a.path, "status": r.get("status"), "error": r.get("error") or ""}
+        if r.get("status") == "ok":
+            os.replace(r["nwb_path"], out)
+            info = summarize_fit(out)
+            bounded = next((m[1] for m in info.get("metrics") or []
+                            if m[0] == "generation_bounded"), None)
+            row.update(units=info["model"].get("n_channels"), train_bound=r.get("train_bound"),
+                       val_bound=r.get("val_bound"),
+                       generation_bounded=None if bounded is None else bool(bounded),
+                       node_id=r.get("node_id"), results=out.name)
+        rows.append(row)
+    _write_summary(folder, rows)
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed:
+        print(f"{failed} of {len(rows)} sessions failed; Ray's records are in {work}")
+    return 1 if failed else 0
+
+
+def _fit_shared(args: argparse.Namespace, sessions: list) -> int:
+    """One latent dynamics for all sessions, a readout each (:func:`nwb_lrnn.stitch.fit_shared`),
+    written to one results file with a processing module per session."""
+    from .stitch import _module_name, fit_shared, write_shared
+
+    if len(sessions) < 2:
+        raise CLIError(f"--shared fits one model across sessions; {args.source} selects "
+                       f"{len(sessions)}.")
+    out = _check_fit_args(args)
+    names = {}
+    for d in sessions:
+        path = str(d.provenance.get("asset_path") or f"session_{len(names)}")
+        names[Path(path).name[:-4] if path.lower().endswith(".nwb") else path] = d
+    print(f"nwb-lrnn fit: {args.source}: {len(sessions)} sessions, one shared model "
+          f"({', '.join(str(d.n_channels) for d in sessions)} units)")
+    t0 = time.perf_counter()
+    params = _estimator_params(args)
+    params["verbose"] = bool(params.get("verbose"))
+    fits = fit_shared(names, **params)
+    first = next(iter(fits.values()))
+    h = first.history_
+    print(f"  fitted in {time.perf_counter() - t0:.1f} s: mean SMC bound per time step over "
+          f"the sessions {h.train_bound[-1]:.4f}"
+          + (f" (validation {h.val_bound[-1]:.4f})" if h.val_bound else ""))
+    for name, est in fits.items():
+        print(f"  {name}: module {_module_name(name)}, {stability_line(est)}")
+    write_shared(fits, out, data=names, overwrite=args.overwrite,
+                 include=("model", "latents", "metrics"), subject=_subject(args),
+                 experimenter=args.experimenter, institution=args.institution)
+    print(f"  wrote {out} (read it back with nwb_lrnn.stitch.read_shared)")
     return 0
 
 
@@ -229,15 +343,7 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     print(f"nwb-lrnn fit: {data}")
     _check_space(out, data, args)  # before training, so that no fit is lost
     ckpt = _checkpoint_path(args, out)
-    # windows: the estimator's own rule (sequences > 1000 bins: random 100-bin windows)
-    est = LowRankRNN(rank=args.rank, n_units=args.units, nonlinearity=args.nonlinearity,
-                     n_particles=args.particles, max_epochs=args.epochs, window=args.window,
-                     steps_per_epoch=args.steps_per_epoch,
-                     batch_size=args.batch_size, learning_rate=args.lr,
-                     lr_final=args.lr / _defaults.CLI_LR_DECAY, random_state=args.seed,
-                     device=args.device,
-                     validation_fraction=args.validation_fraction,
-                     verbose=_fit_progress(args))
+    est = LowRankRNN(**_estimator_params(args))
     t0 = time.perf_counter()
     if ckpt is not None and ckpt.exists():
         print(f"  resuming from the checkpoint {ckpt}")
@@ -279,6 +385,17 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
     if ckpt is not None and args.checkpoint is None:
         ckpt.unlink(missing_ok=True)  # the automatic checkpoint has served its purpose
     return est
+
+
+def _estimator_params(args: argparse.Namespace) -> dict:
+    """The LowRankRNN arguments the fit options give (windows: the estimator's own rule,
+    sequences > 1000 bins get random 100-bin windows)."""
+    return dict(rank=args.rank, n_units=args.units, nonlinearity=args.nonlinearity,
+                n_particles=args.particles, max_epochs=args.epochs, window=args.window,
+                steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                learning_rate=args.lr, lr_final=args.lr / _defaults.CLI_LR_DECAY,
+                random_state=args.seed, device=args.device,
+                validation_fraction=args.validation_fraction, verbose=_fit_progress(args))
 
 
 def _subject(args: argparse.Namespace) -> dict | None:
@@ -854,6 +971,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "fit", help="fit a model to an NWB file, a dandiset or an EEG file")
     p.add_argument("source", help="NWB file or URL, DANDI:000128[/version], or EEG file")
     p.add_argument("--asset", help="dandiset asset path or glob")
+    p.add_argument("--backend", choices=("serial", "ray"), default="serial",
+                   help="several sessions of a dandiset: 'serial' fits them one after another "
+                        "here; 'ray' as Ray tasks, one per session (assets resolved once here, "
+                        "each task reads its own; --out must be a folder every node can write)")
+    p.add_argument("--address", help="--backend ray: the Ray cluster to use ('auto', "
+                                     "'ray://host:10001'; default: a local Ray)")
+    p.add_argument("--shared", action="store_true",
+                   help="several sessions of a dandiset: one model across them (shared latent "
+                        "dynamics, a readout per session, as LFADS stitching), one results "
+                        "file with a processing module per session")
     p.add_argument("--cache-dir", help="cache folder for DANDI downloads "
                                        "(default: $NWB_LRNN_CACHE or ~/.cache/nwb_lrnn)")
     p.add_argument("--api-url", help=argparse.SUPPRESS)  # another DANDI API (tests, mirrors)

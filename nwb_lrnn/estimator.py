@@ -619,7 +619,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
     def fit(self, data: BinnedData | np.ndarray, y: None = None, *, picks: Any = None,
             validation_data: BinnedData | None = None,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, until_epoch: int | None = None,
+            resume: bool | str = False, until_epoch: int | None = None,
             verbose: bool | None = None) -> LowRankRNN:
         """Fit the model by maximising the VSMC bound.
 
@@ -645,10 +645,15 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             every ``checkpoint_every`` epochs.
         checkpoint_every : int
             Epochs between checkpoints (default 1).
-        resume : bool
+        resume : bool | 'adopt'
             Continue from ``checkpoint`` when it exists — after a crash or a killed job, run the
             same call again with ``resume=True``. On CPU the fitted parameters are bitwise those
-            of an uninterrupted fit with the same ``random_state``.
+            of an uninterrupted fit with the same ``random_state``. ``'adopt'`` continues
+            another fit's checkpoint of the same data and model whose ``learning_rate``,
+            ``lr_final`` or ``random_state`` differ from this estimator's (its parameters,
+            optimiser state and history are taken; the learning rate follows this estimator's
+            schedule from the checkpoint's epoch on): the exploit step of population-based
+            training.
         until_epoch : int, optional
             With ``checkpoint``: stop once this many epochs (of ``max_epochs``, counted across
             resumes) are done, with the checkpoint written; the same call with ``resume=True``

@@ -27,6 +27,7 @@ The module itself is callable, so ``nwb_lrnn.sweep(...)`` is :func:`sweep` wheth
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -80,6 +81,11 @@ def _session_name(src: Any, i: int) -> str:
     return str(src)
 
 
+# what a dict source holds: a file, a URL, a dandiset to resolve, or an asset resolved already
+# (``{"dandi_asset": io.dandi.resolve_dandi(...)[i].to_dict()}``, checked when read)
+_SOURCE_KEYS = ("path", "url", "dandiset", "dandi_asset")
+
+
 def _normalize_sources(data_or_sources: Any) -> dict[str, Any]:
     """``{name: BinnedData | source spec}`` from the accepted inputs of :func:`sweep`."""
     if isinstance(data_or_sources, BinnedData):
@@ -89,7 +95,7 @@ def _normalize_sources(data_or_sources: Any) -> dict[str, Any]:
     if isinstance(data_or_sources, Mapping):
         if not data_or_sources:
             raise ValueError("data_or_sources is an empty dict: give at least one session.")
-        if any(k in data_or_sources for k in ("path", "url", "dandiset")):
+        if any(k in data_or_sources for k in _SOURCE_KEYS):
             return {_session_name(data_or_sources, 0): dict(data_or_sources)}
         out = {}
         for name, src in data_or_sources.items():
@@ -116,15 +122,17 @@ def _check_source(src: Any, name: str) -> Any:
     if isinstance(src, (str, os.PathLike)):
         return str(src)
     if isinstance(src, Mapping):
-        if not any(k in src for k in ("path", "url", "dandiset")):
-            raise ValueError(f"source {name!r} is a dict without 'path', 'url' or 'dandiset': "
-                             f"{dict(src)!r}.")
+        if not any(k in src for k in _SOURCE_KEYS):
+            raise ValueError(f"source {name!r} is a dict without 'path', 'url', 'dandiset' or "
+                             f"'dandi_asset': {dict(src)!r}.")
         return dict(src)
     raise TypeError(f"source {name!r} must be a BinnedData, a path/URL or a dict; got "
                     f"{type(src).__name__}.")
 
 
 _DANDI_KEYS = ("dandiset", "asset", "version", "api_url")
+#: what population-based training may change in a running trial (the rest is its model)
+PBT_MUTABLE = ("learning_rate", "lr_final")
 
 
 def _expand_dandisets(sessions: dict[str, Any], read_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +328,7 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
               chunk_epochs: int | None = None, checkpoint_dir: str | os.PathLike | None = None,
               on_chunk: Callable[[dict[str, Any], Path], None] | None = None,
               include: Sequence[str] = ("model", "metrics"), torch_threads: int | None = 1,
-              ) -> dict[str, Any]:
+              adopt: bool = False, split_seed: int | None = None) -> dict[str, Any]:
     """Fit, score and write one :class:`~nwb_lrnn.LowRankRNN` (one sweep trial; no Ray).
 
     Training runs in chunks of ``chunk_epochs`` epochs through the estimator's own
@@ -353,6 +361,12 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
         What :func:`~nwb_lrnn.write_nwb` writes.
     torch_threads : int or None
         ``torch.set_num_threads`` in this process (None: leave as is).
+    adopt : bool
+        The checkpoint may come from another trial whose learning rates or seed differ
+        (population-based training's exploit step): continued with ``resume='adopt'``.
+    split_seed : int, optional
+        Seed of the train/validation split (default: the trial's ``random_state``; a
+        population shares one split so that its scores compare).
 
     Returns
     -------
@@ -390,7 +404,8 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     chunk = int(chunk_epochs) if chunk_epochs else max(1, math.ceil(total / 10))
     if chunk < 1:
         raise ValueError(f"chunk_epochs must be >= 1, got {chunk_epochs}.")
-    train_data, val = _split(data, validation_fraction, seed)
+    train_data, val = _split(data, validation_fraction,
+                             seed if split_seed is None else int(split_seed))
     held = {}
     if metric == "co_bps":  # the fit sees held-in neurons only (NLB protocol)
         if data.kind != "counts":
@@ -414,7 +429,8 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
         start_epoch = checkpoint_epochs(ckpt) if restored else 0
         done, report = start_epoch, {}
         while True:
-            est.fit(train_data, validation_data=val, checkpoint=ckpt, resume=True,
+            est.fit(train_data, validation_data=val, checkpoint=ckpt,
+                    resume="adopt" if adopt and restored and done == start_epoch else True,
                     until_epoch=min(total, done + chunk))
             hist = est.history_
             done = len(hist.train_bound)
@@ -475,6 +491,8 @@ def _tune_trainable(config: dict[str, Any], sessions: dict[str, Any] | None = No
                   validation_fraction=settings["validation_fraction"],
                   chunk_epochs=settings["chunk_epochs"], on_chunk=on_chunk,
                   include=settings["include"], torch_threads=settings["torch_threads"])
+    if settings.get("scheduler") == "pbt":  # one split for the population; exploits adopt
+        kwargs.update(adopt=True, split_seed=0)
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         out = run_trial(params, data, **kwargs)
@@ -700,11 +718,16 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
         lists only; no retries).
     experiment_name : str, optional
         Tune experiment name (default: ``sweep_<timestamp>``).
-    scheduler : {'fifo', 'asha'}
+    scheduler : {'fifo', 'asha', 'pbt'}
         'fifo': every trial runs to its end. 'asha': Tune's asynchronous successive halving
         over the chunk reports (time attribute ``epochs``, grace period one chunk, reduction
         factor 2): trials behind the others at a rung stop early, with status 'stopped' and
-        their last metric in the table (no NWB file). Ray only.
+        their last metric in the table (no NWB file). 'pbt': Tune's population-based
+        training: every chunk, trials in the bottom quarter continue from the checkpoint of
+        one in the top quarter with its ``learning_rate`` / ``lr_final`` perturbed
+        (:data:`PBT_MUTABLE`, those of ``search_space`` are mutated, from its lists or
+        distributions); the population shares one train/validation split, and with several
+        sessions each session is its own population (one Tune experiment each). Ray only.
     storage_path : str, optional
         Where Tune keeps its records and the trials' checkpoints: a folder shared by every
         node, or an object-store URI (``s3://bucket/sweeps``, ``gs://...``), which Ray needs
@@ -738,8 +761,8 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
     if backend not in ("ray", "serial"):
         raise ValueError(f"backend must be 'ray' or 'serial', got {backend!r}.")
-    if scheduler not in ("fifo", "asha"):
-        raise ValueError(f"scheduler must be 'fifo' or 'asha', got {scheduler!r}.")
+    if scheduler not in ("fifo", "asha", "pbt"):
+        raise ValueError(f"scheduler must be 'fifo', 'asha' or 'pbt', got {scheduler!r}.")
     if scheduler != "fifo" and backend == "serial":
         raise ValueError(f"scheduler={scheduler!r} needs backend='ray'.")
     if int(num_samples) < 1 or int(max_retries) < 0:
@@ -747,6 +770,9 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     search_space = dict(search_space or {})
     fixed = dict(fixed_params or {})
     _check_space(search_space, fixed)
+    if scheduler == "pbt" and not set(search_space) & set(PBT_MUTABLE):
+        raise ValueError(f"scheduler='pbt' mutates {' or '.join(PBT_MUTABLE)}: give at least "
+                         f"one of them in search_space (got {sorted(search_space)}).")
     sessions = _expand_dandisets(_normalize_sources(data_or_sources), dict(read_kwargs or {}))
     for src in sessions.values():  # settings every read needs: wrong for all, so fail now
         _check_read_settings(src, dict(read_kwargs or {}))
@@ -756,16 +782,25 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
                 "out_dir": str(out_dir), "metric": metric,
                 "validation_fraction": float(validation_fraction),
                 "chunk_epochs": chunk_epochs, "include": tuple(include),
-                "torch_threads": torch_threads}
+                "torch_threads": torch_threads, "scheduler": scheduler}
     param_names = list(search_space)
     t0 = time.perf_counter()
     if backend == "serial":
         rows = _run_serial(sessions, search_space, int(num_samples), settings)
     else:
-        rows = _run_ray(sessions, search_space, metric, mode, int(num_samples), address,
-                        int(max_retries), dict(resources_per_trial or {"cpu": 1}), verbose,
-                        settings, experiment_name, out_dir, scheduler=scheduler,
-                        storage_path=storage_path)
+        run = functools.partial(_run_ray, search_space=search_space, metric=metric, mode=mode,
+                                num_samples=int(num_samples), address=address,
+                                max_retries=int(max_retries),
+                                resources=dict(resources_per_trial or {"cpu": 1}),
+                                verbose=verbose, settings=settings, out_dir=out_dir,
+                                scheduler=scheduler, storage_path=storage_path)
+        name = experiment_name or time.strftime("sweep_%Y%m%d-%H%M%S")
+        if scheduler == "pbt" and len(sessions) > 1:
+            # a population exploits its own members: one per session, never across sessions
+            rows = [r for i, (k, src) in enumerate(sessions.items())
+                    for r in run({k: src}, experiment_name=f"{name}_session{i}")]
+        else:
+            rows = run(sessions, experiment_name=name)
     result = SweepResult(_table(rows, param_names, metric), metric, mode, out_dir)
     result.save()
     n_ok = int((result.table["status"] == "ok").sum())
@@ -846,8 +881,8 @@ def _error_text(err: BaseException | None) -> str | None:
     return f"{type(err).__name__}: {last}"[:500]
 
 
-def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_retries,
-             resources, verbose, settings, experiment_name, out_dir, *, scheduler="fifo",
+def _run_ray(sessions, *, search_space, metric, mode, num_samples, address, max_retries,
+             resources, verbose, settings, experiment_name, out_dir, scheduler="fifo",
              storage_path=None) -> list[dict[str, Any]]:
     _ensure_ray(address)
     _, tune = _import_ray()
@@ -856,15 +891,22 @@ def _run_ray(sessions, search_space, metric, mode, num_samples, address, max_ret
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trainable, sessions=sessions, settings=settings),
         resources)
-    name = experiment_name or time.strftime("sweep_%Y%m%d-%H%M%S")
+    name = experiment_name
     sched = None
+    total = int(settings["fixed_params"].get("max_epochs", _defaults.MAX_EPOCHS))
+    chunk = settings["chunk_epochs"] or max(1, math.ceil(total / 10))
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        total = int(settings["fixed_params"].get("max_epochs", _defaults.MAX_EPOCHS))
-        chunk = settings["chunk_epochs"] or max(1, math.ceil(total / 10))
         sched = ASHAScheduler(time_attr="epochs", max_t=total, grace_period=chunk,
                               reduction_factor=2)
+    elif scheduler == "pbt":
+        from ray.tune.schedulers import PopulationBasedTraining
+
+        sched = PopulationBasedTraining(
+            time_attr="epochs", perturbation_interval=chunk,
+            hyperparam_mutations={k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                  for k, v in search_space.items() if k in PBT_MUTABLE})
     tuner = tune.Tuner(
         trainable, param_space=space,
         # reuse_actors: a worker that has imported torch and nwb_lrnn runs the next trial

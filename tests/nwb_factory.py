@@ -87,3 +87,18 @@ def units_bytes(path) -> int:
                 total += obj.id.get_storage_size()
         f["units"].visititems(visit)
     return total
+
+
+#: CLI fit options for a fit of a few seconds (tests of the command's plumbing, not of fits)
+TINY_FIT_ARGS = ["--bin-size", "0.1", "--units", "6", "--rank", "2", "--window", "20",
+                 "--steps-per-epoch", "1", "--particles", "4", "--quiet"]
+SESSION_PATHS = ("sub-a/sub-a_ses-1_ecephys.nwb", "sub-b/sub-b_ses-1_ecephys.nwb")
+
+
+def add_two_sessions(server, folder: Path, identifier: str) -> tuple[Path, Path]:
+    """Two sessions whose neurons differ (3 and 5 units) as dandiset ``identifier`` of a
+    :class:`~tests.dandi_server.DandiServer`; returns their local files."""
+    s1 = write_nwbfile(Path(folder) / "s1.nwb", n_units=3, seed=1)
+    s2 = write_nwbfile(Path(folder) / "s2.nwb", n_units=5, seed=2)
+    server.add_dandiset(identifier, dict(zip(SESSION_PATHS, (s1, s2), strict=True)))
+    return s1, s2

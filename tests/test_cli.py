@@ -364,18 +364,13 @@ def test_fit_a_whole_dandiset_one_fit_per_session(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setenv("DANDI_NO_ET", "1")
     from .dandi_server import DandiServer
-    from .nwb_factory import write_nwbfile
+    from .nwb_factory import TINY_FIT_ARGS, add_two_sessions
 
-    s1 = write_nwbfile(tmp_path / "s1.nwb", n_units=3, seed=1)
-    s2 = write_nwbfile(tmp_path / "s2.nwb", n_units=5, seed=2)
     out = tmp_path / "fits"
-    args = ["--api-url", None, "--cache-dir", str(tmp_path / "cache"), "--bin-size", "0.1",
-            "--epochs", "1", "--units", "6", "--rank", "2", "--window", "20",
-            "--steps-per-epoch", "1", "--particles", "4", "--quiet"]
     with DandiServer() as srv:
-        srv.add_dandiset("000200", {"sub-a/sub-a_ses-1_ecephys.nwb": s1,
-                                    "sub-b/sub-b_ses-1_ecephys.nwb": s2})
-        args[1] = srv.api_url
+        add_two_sessions(srv, tmp_path, "000200")
+        args = ["--api-url", srv.api_url, "--cache-dir", str(tmp_path / "cache"),
+                "--epochs", "1", *TINY_FIT_ARGS]
         assert main(["fit", "DANDI:000200", *args, "--out", str(out / "x.nwb")]) == 2
         assert "--out must be a folder" in capsys.readouterr().err
         assert main(["fit", "DANDI:000200", *args, "--out", str(out)]) == 0
@@ -390,3 +385,35 @@ def test_fit_a_whole_dandiset_one_fit_per_session(tmp_path, capsys, monkeypatch)
         # taken results files are refused before anything is fitted
         assert main(["fit", "DANDI:000200", *args, "--out", str(out)]) == 2
         assert "checked before fitting" in capsys.readouterr().err
+
+
+def test_fit_a_dandiset_with_one_shared_model(tmp_path, capsys, monkeypatch):
+    """`--shared`: one latent dynamics for the sessions, a readout each, one results file
+    with a module per session that reloads as a model of that session."""
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    from nwb_lrnn.stitch import read_shared
+
+    from .dandi_server import DandiServer
+    from .nwb_factory import TINY_FIT_ARGS, add_two_sessions
+
+    out = tmp_path / "shared.nwb"
+    with DandiServer() as srv:
+        add_two_sessions(srv, tmp_path, "000202")
+        args = ["fit", "DANDI:000202", "--api-url", srv.api_url, "--cache-dir",
+                str(tmp_path / "cache"), "--epochs", "4", *TINY_FIT_ARGS, "--shared",
+                "--out", str(out)]
+        assert main(args) == 0, capsys.readouterr().err
+        text = capsys.readouterr().out
+        assert "2 sessions, one shared model (3, 5 units)" in text
+        fits = read_shared(out)
+        assert sorted(fits) == ["lrnn_sub-a_ses-1_ecephys", "lrnn_sub-b_ses-1_ecephys"]
+        a, b = fits.values()
+        assert [f.parameters_["C"].shape[0] for f in (a, b)] == [3, 5]
+        np.testing.assert_array_equal(a.parameters_["U"], b.parameters_["U"])
+        assert b.sample(1, 10, random_state=0).values.shape == (1, 10, 5)
+        # taken: refused before fitting
+        assert main(args) == 2
+        assert "exists" in capsys.readouterr().err
+        # one session is no shared model
+        assert main([*args[:-2], "--asset", "sub-a/*", "--out", str(tmp_path / "o.nwb")]) == 2
+        assert "--shared fits one model across sessions" in capsys.readouterr().err

@@ -246,3 +246,136 @@ def test_asha_stops_trials_behind_at_a_rung(ray_local, data, tmp_path):
     assert res.best["status"] == "ok"
     with pytest.raises(ValueError, match="needs backend='ray'"):
         sweep(data, out_dir=tmp_path, backend="serial", scheduler="asha")
+
+
+def test_adopt_continues_a_checkpoint_of_another_learning_rate(data, tmp_path):
+    """resume='adopt' (PBT's exploit step): another fit's checkpoint of the same data and
+    model, with another learning rate and seed, is continued on this fit's schedule; plain
+    resume refuses it, and a checkpoint of another model is refused either way."""
+    train, val = _split(data, 0.2, 0)
+    ck = tmp_path / "donor.npz"
+    base = {**TINY, "rank": 2, "max_epochs": 6, "verbose": False}
+    donor = LowRankRNN(**base, learning_rate=1e-3, random_state=0)
+    donor.fit(train, validation_data=val, checkpoint=ck, until_epoch=2)
+    shutil.copyfile(ck, tmp_path / "kept.npz")
+    taker = LowRankRNN(**base, learning_rate=2e-2, random_state=1)
+    with pytest.raises(ValueError, match="other training settings .*learning_rate"):
+        taker.fit(train, validation_data=val, checkpoint=ck, resume=True, until_epoch=4)
+    taker.fit(train, validation_data=val, checkpoint=ck, resume="adopt", until_epoch=4)
+    assert len(taker.history_.train_bound) == 4
+    assert taker.history_.train_bound[:2] == donor.history_.train_bound
+    # the donor continued on its own schedule ends elsewhere: the rate was really changed
+    donor.fit(train, validation_data=val, checkpoint=tmp_path / "kept.npz", resume=True,
+              until_epoch=4)
+    assert donor.history_.train_bound[:2] == taker.history_.train_bound[:2]
+    assert donor.history_.train_bound[2:] != taker.history_.train_bound[2:]
+    other = LowRankRNN(**{**base, "n_units": 9}, learning_rate=2e-2)
+    with pytest.raises(ValueError, match="another model"):
+        other.fit(train, validation_data=val, checkpoint=tmp_path / "kept.npz",
+                  resume="adopt")
+
+
+def test_population_based_training_exploits_within_a_session(ray_local, data, tmp_path):
+    res = sweep(data, search_space={"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]},
+                fixed_params={**TINY, "rank": 2, "max_epochs": 6}, chunk_epochs=1,
+                out_dir=tmp_path, scheduler="pbt", experiment_name="pbt")
+    t = res.table
+    assert (t["status"] == "ok").all(), t[["status", "error"]]
+    assert (t["epochs"] == 6).all()
+    # the bottom of the population continued from the top's checkpoints
+    assert t["restored"].any() and (t.loc[t["restored"], "start_epoch"] > 0).all()
+    assert res.best["status"] == "ok" and Path(res.best["nwb_path"]).is_file()
+    with pytest.raises(ValueError, match="mutates learning_rate or lr_final"):
+        sweep(data, search_space={"rank": [1, 2]}, out_dir=tmp_path, scheduler="pbt")
+
+
+def test_cli_fits_a_dandisets_sessions_as_ray_tasks(ray_local, tmp_path, capsys, monkeypatch):
+    """`nwb-lrnn fit DANDI:... --backend ray`: one Ray task per session, assets resolved on the
+    driver (the tasks ask the API for nothing but their download), one results file per
+    session under the serial path's names, a summary with the real metric."""
+    import csv
+
+    from nwb_lrnn.cli import main
+    from nwb_lrnn.io.fit_nwb import summarize_fit
+
+    from .dandi_server import DandiServer
+    from .nwb_factory import TINY_FIT_ARGS, add_two_sessions
+
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    out = tmp_path / "fits"
+    with DandiServer() as srv:
+        s1, _ = add_two_sessions(srv, tmp_path, "000201")
+        args = ["fit", "DANDI:000201", "--api-url", srv.api_url, "--cache-dir",
+                str(tmp_path / "cache"), "--epochs", "2", *TINY_FIT_ARGS, "--backend", "ray",
+                "--out", str(out)]
+        assert main(args) == 0, capsys.readouterr().err
+        text = capsys.readouterr().out
+        api = [p for _, p, _ in srv.requests if p.startswith("/api") and p != "/api/info/"]
+        downloads = [p for p in api if p.endswith("/download/")]
+        assert len(downloads) == 2  # one per task; the metadata was asked on the driver
+    assert "2 sessions, one Ray task each" in text and "not ranked" in text
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["units"] for r in rows] == ["3", "5"]
+    assert all(r["node_id"] for r in rows)
+    for r in rows:
+        info = summarize_fit(out / r["results"])
+        assert info["model"]["n_channels"] == int(r["units"])
+        assert float(r["val_bound"]) == pytest.approx(
+            next(m[1] for m in info["metrics"] if m[0] == "sweep_val_bound"))
+    assert {r["results"] for r in rows} == {"sub-a_ses-1_ecephys_lrnn.nwb",
+                                            "sub-b_ses-1_ecephys_lrnn.nwb"}
+    # a single recording is not a set of sessions
+    assert main(["fit", str(s1), "--backend", "ray", "--epochs", "1"]) == 2
+    assert "fit the sessions of a dandiset" in capsys.readouterr().err
+
+
+TWO_NODES = r"""
+import json, sys, time
+from ray.cluster_utils import Cluster
+import ray
+from nwb_lrnn.sweep import sweep
+c = Cluster(initialize_head=True, connect=False,
+            head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
+                            "include_dashboard": False})
+c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+try:
+    ray.init(address=c.address, log_to_driver=False)
+    deadline = time.time() + 60
+    while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    res = sweep(json.loads(sys.argv[1]), read_kwargs={"bin_size": 0.1},
+                search_space={"random_state": [0, 1]},
+                fixed_params={"rank": 2, "n_units": 8, "n_particles": 4, "max_epochs": 2,
+                              "window": 20, "steps_per_epoch": 1},
+                out_dir=sys.argv[2], address=c.address, experiment_name="two_nodes")
+    t = res.table
+    print(json.dumps({"nodes": nodes, "status": t["status"].tolist(),
+                      "node_id": t["node_id"].tolist(), "session": t["session"].tolist(),
+                      "errors": [str(e) for e in t["error"].tolist()]}))
+finally:
+    ray.shutdown()
+    c.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_both_nodes_of_a_two_node_cluster(tmp_path):
+    """A head and a worker node (one CPU each) on 127.0.0.1: a sweep over two sessions runs
+    trials on both. Ray replaces 127.0.0.1 by this machine's outward address unless it is told
+    to keep loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), which a sandbox may not route."""
+    pytest.importorskip("ray")
+    paths = [str(write_nwbfile(tmp_path / f"s{i}.nwb", seed=i, with_obs_intervals=False))
+             for i in range(2)]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    out = subprocess.run([sys.executable, "-c", TWO_NODES, json.dumps(paths),
+                          str(tmp_path / "fits")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(got["nodes"]) == 2
+    assert got["status"] == ["ok"] * 4, got["errors"]
+    assert sorted(set(got["session"])) == sorted(paths)
+    assert set(got["node_id"]) == set(got["nodes"]), got  # trials ran on both nodes

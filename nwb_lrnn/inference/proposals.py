@@ -30,10 +30,10 @@ __all__ = [
     "PROPOSALS",
     "BootstrapProposal",
     "EncoderProposal",
-    "encoder_kernels",
     "OptimalGaussianProposal",
     "Proposal",
     "check_proposal",
+    "encoder_kernels",
     "make_proposal",
     "register_proposal",
 ]

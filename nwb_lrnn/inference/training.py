@@ -257,7 +257,7 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
           y_val: torch.Tensor | None = None, inputs_val: torch.Tensor | None = None,
           verbose: bool = True, window_pool: torch.Tensor | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-          resume: bool = False, on_epoch: Callable[[], None] | None = None,
+          resume: bool | str = False, on_epoch: Callable[[], None] | None = None,
           fingerprint: Mapping[str, Any] | None = None,
           until_epoch: int | None = None) -> TrainHistory:
     """Fit ``model`` and ``proposal`` in place by maximising the VSMC bound.
@@ -285,9 +285,13 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
         random generator's state and the history (arrays and JSON; no pickle).
     checkpoint_every : int
         Epochs between checkpoints.
-    resume : bool
+    resume : bool | 'adopt'
         Continue from ``checkpoint`` when it exists (it must come from the same settings and
-        shapes). On CPU the result is bitwise the one of an uninterrupted run.
+        shapes). On CPU the result is bitwise the one of an uninterrupted run. ``'adopt'``:
+        continue a checkpoint whose learning rates or seed may differ from ``cfg``'s
+        (:data:`ADOPTABLE`; population-based training's exploit step): its parameters, Adam's
+        moments, random state and history are taken, and the learning rate continues on
+        ``cfg``'s schedule from the checkpoint's epoch.
     on_epoch : callable, optional
         Called with no arguments before every epoch (the estimator uses it to give CPU threads
         back when other processes start; see :mod:`nwb_lrnn._threads`).
@@ -337,7 +341,8 @@ def train(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor,
     named = _named_tensors(model, proposal)
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         start_epoch, best, since_best, best_vals = _load_checkpoint(
-            checkpoint, named, opt, sched, generator, hist, cfg, fingerprint)
+            checkpoint, named, opt, sched, generator, hist, cfg, fingerprint,
+            adopt=resume == "adopt")
         if best_vals is not None:
             best_state = _ParamBuffer(params)
             best_state.values = best_vals
@@ -506,7 +511,13 @@ def checkpoint_epochs(path: str | os.PathLike) -> int:
     return epoch
 
 
-def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=None):
+#: what ``resume='adopt'`` lets differ between a checkpoint and the run that continues it:
+#: training settings (TrainConfig fields), estimator settings and the seed
+ADOPTABLE = ("learning_rate", "lr_final", "random_state", "seed")
+
+
+def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=None, *,
+                     adopt=False):
     import numpy as np
 
     try:
@@ -521,9 +532,15 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=
                          f"{_CKPT_VERSION} (written by another nwb_lrnn); delete it to start "
                          "over.")
     defaults = json.loads(TrainConfig().to_json())  # settings added since the checkpoint
-    if {**defaults, **header["config"]} != json.loads(cfg.to_json()):
-        raise ValueError(f"checkpoint {path} was written with other training settings; "
-                         "delete it or pass resume=False.")
+    theirs, ours_cfg = {**defaults, **header["config"]}, json.loads(cfg.to_json())
+    if adopt:
+        theirs = {k: v for k, v in theirs.items() if k not in ADOPTABLE}
+        ours_cfg = {k: v for k, v in ours_cfg.items() if k not in ADOPTABLE}
+    if theirs != ours_cfg:
+        what = ", ".join(k for k in sorted(set(theirs) | set(ours_cfg))
+                         if theirs.get(k) != ours_cfg.get(k))
+        raise ValueError(f"checkpoint {path} was written with other training settings "
+                         f"({what}); delete it or pass resume=False.")
     if list(header["names"]) != list(named) or any(
             list(named[k].shape) != header["shapes"][k] for k in named):
         raise ValueError(f"checkpoint {path} holds parameters of another model (names or "
@@ -531,6 +548,8 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=
     if fingerprint is not None:
         ours = json.loads(json.dumps(dict(fingerprint), default=float))
         differ = _differences(header.get("fingerprint") or {}, ours)
+        if adopt:
+            differ = [d for d in differ if d[0].rsplit(".", 1)[-1] not in ADOPTABLE]
         if differ:
             what = "; ".join(f"{k}: {_short(a)} in the checkpoint, {_short(b)} here"
                              for k, a, b in differ[:4])
@@ -554,7 +573,16 @@ def _load_checkpoint(path, named, opt, sched, generator, hist, cfg, fingerprint=
     groups = [dict(g, params=[i for i in range(len(opt.param_groups[0]["params"]))])
               for g in header["param_groups"]]
     opt.load_state_dict({"state": state, "param_groups": groups})
-    sched.load_state_dict(header["scheduler"])
+    if adopt:  # this run's schedule, from the checkpoint's epoch on
+        gamma, base = sched.gamma, sched.base_lrs
+        sched.load_state_dict(header["scheduler"])
+        sched.gamma, sched.base_lrs = gamma, base
+        lrs = [b * gamma ** sched.last_epoch for b in base]
+        for g, b, lr in zip(opt.param_groups, base, lrs, strict=True):
+            g["lr"], g["initial_lr"] = lr, b
+        sched._last_lr = lrs
+    else:
+        sched.load_state_dict(header["scheduler"])
     generator.set_state(torch.from_numpy(arrays["generator"].copy()))
     for k, v in header["history"].items():
         if hasattr(hist, k):
