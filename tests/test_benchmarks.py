@@ -1,0 +1,32 @@
+"""The prepared GPU script stays runnable where no GPU is (a dry run on the CPU; no timing is
+asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+
+
+def test_gpu_script_dry_run_on_the_cpu(tmp_path):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--reps", "1",
+                          "--warmup", "0", "--configs", "gauss_ts", "--fit-epochs", "1"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OUT": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads((tmp_path / "gpu.json").read_text())
+    assert [r["config"] for r in got["steps"]] == ["gauss_ts"] and got["steps"][0]["finite"]
+    assert got["fit"]["scores_agree"] and got["fit"]["device"] == "cpu"
+
+
+def test_gpu_script_without_cuda_says_so():
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "no CUDA device here" in out.stderr
