@@ -194,9 +194,14 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
     rows = []
     for k, (data, out) in enumerate(zip(sessions, outs, strict=True)):
         print(f"\n[{k + 1}/{len(sessions)}] {data.provenance.get('asset_path')}")
+        skip = _skipped(args, data.provenance.get("asset_path"), out)
+        if skip is not None:
+            rows.append(skip)
+            continue
         est = _fit_one(args, data, out)
         hist = est.history_
-        rows.append({"session": data.provenance.get("asset_path"), "units": data.n_channels,
+        rows.append({"session": data.provenance.get("asset_path"), "status": "ok",
+                     "units": data.n_channels,
                      "trials": data.n_trials, "bins": data.n_time,
                      "train_bound": hist.train_bound[-1],
                      "val_bound": hist.val_bound[-1] if hist.val_bound else "",
@@ -220,11 +225,20 @@ def _session_outs(args: argparse.Namespace, sessions: list) -> tuple[Path, list[
         raise CLIError(f"two sessions of {args.source} would write the same results file; "
                        "select them with --asset and fit them separately.")
     taken = [str(o) for o in outs if o.exists()]
-    if taken and not args.overwrite:
+    if taken and not (args.overwrite or args.skip_existing):
         raise CLIError(f"{len(taken)} results file(s) exist ({', '.join(taken[:3])}); pass "
-                       "--overwrite or another --out folder (checked before fitting).")
+                       "--skip-existing to fit only the other sessions, --overwrite, or "
+                       "another --out folder (checked before fitting).")
     folder.mkdir(parents=True, exist_ok=True)
     return folder, outs
+
+
+def _skipped(args: argparse.Namespace, session: str, out: Path) -> dict | None:
+    """The summary row of a session --skip-existing leaves alone, or None."""
+    if args.skip_existing and not args.overwrite and out.exists():
+        print(f"  {session}: {out.name} exists, skipped (--skip-existing)")
+        return {"session": session, "status": "skipped", "results": out.name}
+    return None
 
 
 def _write_summary(folder: Path, rows: list[dict]) -> None:
@@ -240,6 +254,9 @@ def _write_summary(folder: Path, rows: list[dict]) -> None:
     print(f"\nsummary ({summary}): scores are per session; sessions differ in neurons, so "
           "they are not ranked against each other")
     for r in rows:
+        if r.get("status") == "skipped":
+            print(f"  {r['session']}: skipped, {r['results']} exists")
+            continue
         if r.get("status", "ok") != "ok":
             print(f"  {r['session']}: FAILED ({r.get('error')})")
             continue
@@ -271,8 +288,12 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
     read = {"bin_size": args.bin_size or 0.02}
     if getattr(args, "cache_dir", None):
         read["cache_dir"] = args.cache_dir
-    sources = {a.path: {"dandi_asset": a.to_dict()} for a in assets}
+    skipped = {a.path: _skipped(args, a.path, o) for a, o in zip(assets, outs, strict=True)}
+    sources = {a.path: {"dandi_asset": a.to_dict()} for a in assets if skipped[a.path] is None}
     work = folder / ".ray_sweep"
+    if not sources:
+        _write_summary(folder, list(skipped.values()))
+        return 0
     try:
         result = sweep(sources, search_space={}, fixed_params=_estimator_params(args),
                        out_dir=work, read_kwargs=read, address=args.address,
@@ -284,6 +305,9 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
     by_session = {r["session"]: r for r in result.table.to_dict("records")}
     rows = []
     for a, out in zip(assets, outs, strict=True):
+        if skipped[a.path] is not None:
+            rows.append(skipped[a.path])
+            continue
         r = by_session.get(a.path, {"status": "error", "error": "no trial ran"})
         row = {"session": a.path, "status": r.get("status"), "error": r.get("error") or ""}
         if r.get("status") == "ok":
@@ -297,7 +321,7 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
                        node_id=r.get("node_id"), results=out.name)
         rows.append(row)
     _write_summary(folder, rows)
-    failed = sum(r["status"] != "ok" for r in rows)
+    failed = sum(r["status"] not in ("ok", "skipped") for r in rows)
     if failed:
         print(f"{failed} of {len(rows)} sessions failed; Ray's records are in {work}")
     return 1 if failed else 0
@@ -977,6 +1001,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each task reads its own; --out must be a folder every node can write)")
     p.add_argument("--address", help="--backend ray: the Ray cluster to use ('auto', "
                                      "'ray://host:10001'; default: a local Ray)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="several sessions: leave those whose results file exists in --out "
+                        "alone and fit the others (to finish an interrupted run)")
     p.add_argument("--shared", action="store_true",
                    help="several sessions of a dandiset: one model across them (shared latent "
                         "dynamics, a readout per session, as LFADS stitching), one results "

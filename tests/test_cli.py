@@ -385,6 +385,16 @@ def test_fit_a_whole_dandiset_one_fit_per_session(tmp_path, capsys, monkeypatch)
         # taken results files are refused before anything is fitted
         assert main(["fit", "DANDI:000200", *args, "--out", str(out)]) == 2
         assert "checked before fitting" in capsys.readouterr().err
+        # an interrupted run: --skip-existing fits only the sessions without results
+        done = out / "sub-a_ses-1_ecephys_lrnn.nwb"
+        (out / "sub-b_ses-1_ecephys_lrnn.nwb").unlink()
+        before = done.stat().st_mtime_ns
+        assert main(["fit", "DANDI:000200", *args, "--out", str(out), "--skip-existing"]) == 0
+        assert "skipped (--skip-existing)" in capsys.readouterr().out
+        assert done.stat().st_mtime_ns == before
+        assert (out / "sub-b_ses-1_ecephys_lrnn.nwb").exists()
+        with open(out / "summary.csv") as fh:
+            assert [r["status"] for r in csv.DictReader(fh)] == ["skipped", "ok"]
 
 
 def test_fit_a_dandiset_with_one_shared_model(tmp_path, capsys, monkeypatch):
