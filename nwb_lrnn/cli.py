@@ -336,10 +336,11 @@ def _fit_shared(args: argparse.Namespace, sessions: list) -> int:
         raise CLIError(f"--shared fits one model across sessions; {args.source} selects "
                        f"{len(sessions)}.")
     out = _check_fit_args(args)
-    names = {}
-    for d in sessions:
-        path = str(d.provenance.get("asset_path") or f"session_{len(names)}")
-        names[Path(path).name[:-4] if path.lower().endswith(".nwb") else path] = d
+    # the names the per-session results files would have (sub-a_ses-1_ecephys, ...)
+    names = {_session_out(Path("."), d).name[: -len("_lrnn.nwb")]: d for d in sessions}
+    if len(names) < len(sessions):
+        raise CLIError(f"two sessions of {args.source} get the same name; select them with "
+                       "--asset.")
     print(f"nwb-lrnn fit: {args.source}: {len(sessions)} sessions, one shared model "
           f"({', '.join(str(d.n_channels) for d in sessions)} units)")
     t0 = time.perf_counter()
