@@ -138,9 +138,11 @@ def _sniff(source: str) -> str:
 
 def _fit(args: argparse.Namespace) -> int:
     _set_threads(args)
-    if source_kind(args.source) != "dandi" and (args.shared or args.backend == "ray"):
-        raise CLIError(f"--shared and --backend ray fit the sessions of a dandiset; "
-                       f"{args.source} is one recording.")
+    _check_session_options(args)
+    if source_kind(args.source) != "dandi" and (args.shared or args.backend == "ray"
+                                                 or args.skip_existing):
+        raise CLIError(f"--shared, --backend ray and --skip-existing are for the sessions of a "
+                       f"dandiset; {args.source} is one recording.")
     if source_kind(args.source) == "dandi":
         if args.backend == "ray" and not args.shared:
             done = _fit_sessions_ray(args)
@@ -158,6 +160,26 @@ def _fit(args: argparse.Namespace) -> int:
         data = load_source(args)
     _fit_one(args, data, out)
     return 0
+
+
+def _check_session_options(args: argparse.Namespace) -> None:
+    """Options that do not go together, refused before anything is read."""
+    if args.address and args.backend != "ray":
+        raise CLIError("--address names a Ray cluster: give --backend ray too.")
+    if args.shared and args.backend == "ray":
+        raise CLIError("--shared fits one model to all sessions together, in this process: "
+                       "--backend ray does not apply.")
+    if args.shared and (args.append or args.skip_existing):
+        raise CLIError("--shared writes one new results file: --append and --skip-existing "
+                       "do not apply.")
+    if args.backend == "ray":
+        given = [f"--{k.replace('_', '-')}" for k in ("subject_id", "experimenter",
+                                                      "institution", "checkpoint")
+                 if getattr(args, k, None) is not None]
+        if given or args.append:
+            raise CLIError(f"--backend ray writes each session's results file from its Ray "
+                           f"task: {', '.join(given + (['--append'] if args.append else []))} "
+                           "apply(ies) to --backend serial only.")
 
 
 def _dandi_sessions(args: argparse.Namespace) -> list:
@@ -198,7 +220,14 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
         if skip is not None:
             rows.append(skip)
             continue
-        est = _fit_one(args, data, out)
+        try:
+            est = _fit_one(args, data, out)
+        except Exception as err:  # this session fails, the others are fitted
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            print(f"  FAILED: {msg}")
+            rows.append({"session": data.provenance.get("asset_path"), "status": "error",
+                         "error": f"{type(err).__name__}: {msg}"[:500]})
+            continue
         hist = est.history_
         rows.append({"session": data.provenance.get("asset_path"), "status": "ok",
                      "units": data.n_channels,
@@ -207,7 +236,10 @@ def _fit_sessions(args: argparse.Namespace, sessions: list) -> int:
                      "val_bound": hist.val_bound[-1] if hist.val_bound else "",
                      "generation_bounded": est.stable_, "results": out.name})
     _write_summary(folder, rows)
-    return 0
+    failed = sum(r["status"] == "error" for r in rows)
+    if failed:
+        print(f"{failed} of {len(rows)} sessions failed (summary.csv says why)")
+    return 1 if failed else 0
 
 
 def _session_outs(args: argparse.Namespace, sessions: list) -> tuple[Path, list[Path]]:
@@ -286,8 +318,8 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
     print(f"nwb-lrnn fit: {args.source}: {len(assets)} sessions, one Ray task each, results "
           f"in {folder}/")
     read = {"bin_size": args.bin_size or 0.02}
-    if getattr(args, "cache_dir", None):
-        read["cache_dir"] = args.cache_dir
+    if getattr(args, "cache_dir", None):  # absolute: Tune runs each trial in its own folder
+        read["cache_dir"] = str(Path(args.cache_dir).expanduser().resolve())
     skipped = {a.path: _skipped(args, a.path, o) for a, o in zip(assets, outs, strict=True)}
     sources = {a.path: {"dandi_asset": a.to_dict()} for a in assets if skipped[a.path] is None}
     work = folder / ".ray_sweep"
@@ -299,7 +331,11 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
                        out_dir=work, read_kwargs=read, address=args.address,
                        validation_fraction=args.validation_fraction, backend="ray",
                        include=("model", "latents", "generated", "metrics"),
-                       torch_threads=args.threads or 1, max_retries=1)
+                       torch_threads=args.threads or 1, max_retries=1,
+                       resources_per_trial={"cpu": args.threads or 1,
+                                            # Ray hides the GPUs from tasks that ask none
+                                            **({"gpu": 1} if str(args.device).startswith("cuda")
+                                               else {})})
     except ImportError as err:
         raise CLIError(f"--backend ray needs Ray: {err}") from None
     by_session = {r["session"]: r for r in result.table.to_dict("records")}
@@ -311,7 +347,12 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
         r = by_session.get(a.path, {"status": "error", "error": "no trial ran"})
         row = {"session": a.path, "status": r.get("status"), "error": r.get("error") or ""}
         if r.get("status") == "ok":
-            os.replace(r["nwb_path"], out)
+            try:
+                os.replace(r["nwb_path"], out)
+            except OSError as err:  # e.g. written on a node whose disk this one cannot see
+                row.update(status="error", error=f"results file {r['nwb_path']}: {err}")
+                rows.append(row)
+                continue
             info = summarize_fit(out)
             bounded = next((m[1] for m in info.get("metrics") or []
                             if m[0] == "generation_bounded"), None)
@@ -324,7 +365,11 @@ def _fit_sessions_ray(args: argparse.Namespace) -> int | None:
     failed = sum(r["status"] not in ("ok", "skipped") for r in rows)
     if failed:
         print(f"{failed} of {len(rows)} sessions failed; Ray's records are in {work}")
-    return 1 if failed else 0
+        return 1
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # Tune's records and chunk checkpoints: done with
+    return 0
 
 
 def _fit_shared(args: argparse.Namespace, sessions: list) -> int:

@@ -691,6 +691,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         >>> est.info_.ch_names[:2], est.sfreq_  # doctest: +SKIP
         (['Fc5.', 'Fc3.'], 160.0)
         """
+        if not (resume is True or resume is False or resume == "adopt"):
+            raise ValueError(f"resume must be True, False or 'adopt', got {resume!r:.40}.")
         if until_epoch is not None:
             until_epoch = check_int("until_epoch", until_epoch, min_value=1)
             if checkpoint is None:

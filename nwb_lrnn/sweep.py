@@ -75,6 +75,8 @@ def _session_name(src: Any, i: int) -> str:
         for key in ("name", "asset", "path", "url"):
             if src.get(key):
                 return str(src[key])
+        if isinstance(src.get("dandi_asset"), Mapping) and src["dandi_asset"].get("path"):
+            return str(src["dandi_asset"]["path"])
         return f"session_{i}"
     if isinstance(src, BinnedData):
         return f"session_{i}"
@@ -452,7 +454,9 @@ def run_trial(params: Mapping[str, Any], data: BinnedData, *, metric: str = "val
     if nwb_path is not None:
         from .results import write_nwb
 
-        write_nwb(est, nwb_path, data=train_data, include=include, overwrite=True,
+        # no surrogate data from diverging dynamics (the fit itself is kept, as the CLI does)
+        keep = tuple(x for x in include if not (x == "generated" and est.stable_ is False))
+        write_nwb(est, nwb_path, data=train_data, include=keep, overwrite=True,
                   metrics={f"sweep_{metric}": out[metric]})
         out["nwb_path"] = str(nwb_path)
     out["seconds"] = time.perf_counter() - t0

@@ -427,3 +427,53 @@ def test_fit_a_dandiset_with_one_shared_model(tmp_path, capsys, monkeypatch):
         # one session is no shared model
         assert main([*args[:-2], "--asset", "sub-a/*", "--out", str(tmp_path / "o.nwb")]) == 2
         assert "--shared fits one model across sessions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--address", "auto"], "--address names a Ray cluster: give --backend ray too"),
+    (["--shared", "--backend", "ray"], "--backend ray does not apply"),
+    (["--shared", "--append"], "--append and --skip-existing do not apply"),
+    (["--backend", "ray", "--subject-id", "m1"], "--subject-id apply(ies) to --backend serial"),
+    (["--backend", "ray", "--checkpoint", "none"], "--checkpoint apply(ies)"),
+])
+def test_session_options_that_do_not_go_together_are_refused_first(extra, message, capsys):
+    assert main(["fit", "DANDI:000200", "--api-url", "http://127.0.0.1:9/api", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_session_options_on_one_recording_are_refused(tmp_path, capsys):
+    from .nwb_factory import write_nwbfile
+
+    one = write_nwbfile(tmp_path / "one.nwb")
+    assert main(["fit", str(one), "--skip-existing"]) == 2
+    assert "are for the sessions of a dandiset" in capsys.readouterr().err
+
+
+def test_a_session_that_fails_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
+    import csv
+
+    import nwb_lrnn.cli as cli
+
+    from .dandi_server import DandiServer
+    from .nwb_factory import TINY_FIT_ARGS, add_two_sessions
+
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    real = cli._fit_one
+
+    def fit_one(args, data, out):
+        if "sub-a" in data.provenance["asset_path"]:
+            raise ValueError("this session's fit diverged")
+        return real(args, data, out)
+
+    monkeypatch.setattr(cli, "_fit_one", fit_one)
+    with DandiServer() as srv:
+        add_two_sessions(srv, tmp_path, "000203")
+        assert main(["fit", "DANDI:000203", "--api-url", srv.api_url, "--cache-dir",
+                     str(tmp_path / "cache"), "--epochs", "1", *TINY_FIT_ARGS, "--out",
+                     str(tmp_path / "fits")]) == 1
+    assert "1 of 2 sessions failed" in capsys.readouterr().out
+    with open(tmp_path / "fits" / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows] == ["error", "ok"]
+    assert "diverged" in rows[0]["error"]
+    assert (tmp_path / "fits" / rows[1]["results"]).exists()

@@ -163,7 +163,7 @@ def test_systematic_resampling_is_low_variance():
     dict(observation="poisson", proposal="encoder", nonlinearity="tanh", link="exp",
          decay_per_dim=True),
 ])
-@pytest.mark.parametrize("block", [None, 100])
+@pytest.mark.parametrize("block", [None, 100, 720])  # 720: blocks of 4 steps, the last partial
 def test_fused_loop_matches_autograd_exactly(case, block, monkeypatch):
     """The hand-written backward of the fused loops gives autograd's values and gradients
     (also when the backward pass works through the steps in several blocks and recomputes

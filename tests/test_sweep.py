@@ -269,6 +269,8 @@ def test_adopt_continues_a_checkpoint_of_another_learning_rate(data, tmp_path):
               until_epoch=4)
     assert donor.history_.train_bound[:2] == taker.history_.train_bound[:2]
     assert donor.history_.train_bound[2:] != taker.history_.train_bound[2:]
+    with pytest.raises(ValueError, match="resume must be True, False or 'adopt'"):
+        taker.fit(train, validation_data=val, checkpoint=ck, resume="yes")
     other = LowRankRNN(**{**base, "n_units": 9}, learning_rate=2e-2)
     with pytest.raises(ValueError, match="another model"):
         other.fit(train, validation_data=val, checkpoint=tmp_path / "kept.npz",
@@ -328,7 +330,7 @@ def test_cli_fits_a_dandisets_sessions_as_ray_tasks(ray_local, tmp_path, capsys,
                                             "sub-b_ses-1_ecephys_lrnn.nwb"}
     # a single recording is not a set of sessions
     assert main(["fit", str(s1), "--backend", "ray", "--epochs", "1"]) == 2
-    assert "fit the sessions of a dandiset" in capsys.readouterr().err
+    assert "are for the sessions of a dandiset" in capsys.readouterr().err
 
 
 TWO_NODES = r"""
