@@ -774,6 +774,9 @@ def sweep(data_or_sources: Any, *, search_space: Mapping[str, Any] | None = None
     search_space = dict(search_space or {})
     fixed = dict(fixed_params or {})
     _check_space(search_space, fixed)
+    if scheduler != "fifo" and "max_epochs" in search_space:
+        raise ValueError(f"scheduler={scheduler!r} compares trials at the same epochs: give "
+                         "max_epochs in fixed_params, not in search_space.")
     if scheduler == "pbt" and not set(search_space) & set(PBT_MUTABLE):
         raise ValueError(f"scheduler='pbt' mutates {' or '.join(PBT_MUTABLE)}: give at least "
                          f"one of them in search_space (got {sorted(search_space)}).")

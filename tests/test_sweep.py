@@ -289,6 +289,9 @@ def test_population_based_training_exploits_within_a_session(ray_local, data, tm
     assert res.best["status"] == "ok" and Path(res.best["nwb_path"]).is_file()
     with pytest.raises(ValueError, match="mutates learning_rate or lr_final"):
         sweep(data, search_space={"rank": [1, 2]}, out_dir=tmp_path, scheduler="pbt")
+    with pytest.raises(ValueError, match="give max_epochs in fixed_params"):
+        sweep(data, search_space={"learning_rate": [1e-3], "max_epochs": [2, 4]},
+              out_dir=tmp_path, scheduler="pbt")
 
 
 def test_cli_fits_a_dandisets_sessions_as_ray_tasks(ray_local, tmp_path, capsys, monkeypatch):
