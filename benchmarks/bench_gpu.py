@@ -47,32 +47,13 @@ def _sync(device: torch.device) -> None:
 
 
 def time_steps(name: str, device: torch.device, reps: int, warmup: int) -> dict:
-    from nwb_lrnn.inference import make_proposal, particle_filter
-    from nwb_lrnn.inference.training import _adam
-    from nwb_lrnn.model import LowRankRNNModel, ModelConfig
-
     kw, prop, K, B, T = CONFIGS[name]
-    g_cpu = torch.Generator().manual_seed(0)
-    model = LowRankRNNModel(ModelConfig(**kw), generator=g_cpu)
-    options = bench_step.ENCODERS["reference"] if prop == "encoder" else {}
-    proposal = make_proposal(prop, model, generator=g_cpu, **options)
-    with torch.no_grad():
-        y = model.sample(B, T, generator=g_cpu)[1]
-    model, proposal, y = model.to(device), proposal.to(device), y.to(device)
-    g = torch.Generator(device=device).manual_seed(0)
-    params = list(model.parameters()) + list(proposal.parameters())
-    opt = _adam(params, bench_step.LR)
+    step0, _ = bench_step.build_step(name, "reference", device, configs=CONFIGS)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> float:
-        res = particle_filter(model, proposal, y, n_particles=K, generator=g)
-        loss = -res.log_marginal.mean() / T
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, bench_step.CLIP)
-        opt.step()
-        return float(loss.detach())
+        return float(step0())
 
     for _ in range(warmup):
         step()

@@ -25,9 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_step
 
-from nwb_lrnn.inference import fused, make_proposal, particle_filter
-from nwb_lrnn.inference.training import _adam
-from nwb_lrnn.model import LowRankRNNModel, ModelConfig
+from nwb_lrnn.inference import fused
 
 LOOPS = ("OptimalLoop", "EncoderPoissonLoop")
 
@@ -49,22 +47,7 @@ def _old_module(rev: str):
 
 def _time_config(name: str, args, variants: dict) -> dict[str, float]:
     """Median step time per variant, the variants alternating step by step."""
-    kw, prop, K, B, T = bench_step.CONFIGS[name]
-    g = torch.Generator().manual_seed(0)
-    model = LowRankRNNModel(ModelConfig(**kw), generator=g)
-    options = bench_step.ENCODERS[args.encoder] if prop == "encoder" else {}
-    proposal = make_proposal(prop, model, generator=g, **options)
-    y = model.sample(B, T, generator=g)[1]
-    params = list(model.parameters()) + list(proposal.parameters())
-    opt = _adam(params, bench_step.LR)
-
-    def step():
-        res = particle_filter(model, proposal, y, n_particles=K, generator=g)
-        loss = -res.log_marginal.mean() / T
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, bench_step.CLIP)
-        opt.step()
+    step, _ = bench_step.build_step(name, args.encoder)
 
     times = {k: [] for k in variants}
     keys = list(variants)

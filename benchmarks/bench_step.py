@@ -202,6 +202,44 @@ def _build_reference(name: str, path: str, y, make_optimizer, encoder: str = "re
     return step
 
 
+def build_step(name: str, encoder: str = "reference", device: str = "cpu", *,
+               configs: dict | None = None):
+    """One optimiser step of configuration ``name`` (particle filter, backward, Adam, clip):
+    ``(step, y)`` with ``step()`` returning the detached loss and ``y`` the data it filters
+    (the model's own sample, drawn on the CPU, then moved to ``device``). ``configs``: a table
+    like :data:`CONFIGS` (default it)."""
+    import torch
+
+    from nwb_lrnn.inference import make_proposal, particle_filter
+    from nwb_lrnn.inference.training import _adam
+    from nwb_lrnn.model import LowRankRNNModel, ModelConfig
+
+    kw, prop, K, B, T = (configs or CONFIGS)[name]
+    g = torch.Generator().manual_seed(0)
+    model = LowRankRNNModel(ModelConfig(**kw), generator=g)
+    options = ENCODERS[encoder] if prop == "encoder" else {}
+    proposal = make_proposal(prop, model, generator=g, **options)
+    with torch.no_grad():
+        y = model.sample(B, T, generator=g)[1]
+    device = torch.device(device)
+    if device.type != "cpu":
+        model, proposal, y = model.to(device), proposal.to(device), y.to(device)
+        g = torch.Generator(device=device).manual_seed(0)
+    params = list(model.parameters()) + list(proposal.parameters())
+    opt = _adam(params, LR)
+
+    def step():
+        res = particle_filter(model, proposal, y, n_particles=K, generator=g)
+        loss = -res.log_marginal.mean() / T
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        return loss.detach()
+
+    return step, y
+
+
 def _run_one(name: str, threads: int, reps: int, reference: str | None = None,
              encoder: str = "reference") -> dict:
     import resource
@@ -210,26 +248,9 @@ def _run_one(name: str, threads: int, reps: int, reference: str | None = None,
     import torch
 
     torch.set_num_threads(threads)
-    from nwb_lrnn.inference import make_proposal, particle_filter
     from nwb_lrnn.inference.training import _adam
-    from nwb_lrnn.model import LowRankRNNModel, ModelConfig
 
-    kw, prop, K, B, T = CONFIGS[name]
-    g = torch.Generator().manual_seed(0)
-    model = LowRankRNNModel(ModelConfig(**kw), generator=g)
-    options = ENCODERS[encoder] if prop == "encoder" else {}
-    proposal = make_proposal(prop, model, generator=g, **options)
-    y = model.sample(B, T, generator=g)[1]
-    params = list(model.parameters()) + list(proposal.parameters())
-    opt = _adam(params, LR)
-
-    def ours():
-        res = particle_filter(model, proposal, y, n_particles=K, generator=g)
-        loss = -res.log_marginal.mean() / T
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, CLIP)
-        opt.step()
+    ours, y = build_step(name, encoder)
 
     def timed(fn) -> float:
         t0 = time.perf_counter()
