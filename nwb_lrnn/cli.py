@@ -461,7 +461,8 @@ def _estimator_params(args: argparse.Namespace) -> dict:
     """The LowRankRNN arguments the fit options give (windows: the estimator's own rule,
     sequences > 1000 bins get random 100-bin windows)."""
     return dict(rank=args.rank, n_units=args.units, nonlinearity=args.nonlinearity,
-                n_particles=args.particles, max_epochs=args.epochs, window=args.window,
+                observation=args.observation, n_particles=args.particles,
+                max_epochs=args.epochs, window=args.window,
                 steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                 learning_rate=args.lr, lr_final=args.lr / _defaults.CLI_LR_DECAY,
                 random_state=args.seed, device=args.device,
@@ -1066,6 +1067,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nonlinearity", default=_defaults.NONLINEARITY,
                    choices=("clipped_relu", "relu", "tanh", "identity"),
                    help="φ (clipped_relu keeps the generated dynamics bounded)")
+    p.add_argument("--observation", default="auto", choices=_defaults.OBSERVATION_NAMES,
+                   help="observation model: 'auto' (counts: poisson, else gaussian), "
+                        "'gaussian_ar1' (Gaussian noise that is AR(1) in time, for smooth "
+                        "signals such as EEG)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
     p.add_argument("--particles", type=int, default=_defaults.N_PARTICLES,

@@ -295,8 +295,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         Latent dimension R (1 <= R <= n_units).
     n_units : int
         Number of RNN units N.
-    observation : {'auto', 'gaussian', 'poisson'}
+    observation : {'auto', 'gaussian', 'gaussian_ar1', 'poisson'}
         'auto' picks 'poisson' for counts and 'gaussian' for continuous data.
+        'gaussian_ar1' gives each channel's noise an AR(1) coefficient: for continuous signals
+        whose part beyond the latents is smooth in time (EEG); it is filtered with the optimal
+        proposal (a slower, step-by-step loop than 'gaussian').
     nonlinearity : {'clipped_relu', 'relu', 'tanh', 'identity'} | dict | Nonlinearity
         φ. The default, a clipped ReLU (φ(x) = min(max(x, 0), 1)), bounds the latent map, so
         generated data cannot diverge; with a plain ReLU a teacher–student fit with the same
@@ -1250,7 +1253,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
         The filtering particles at t are run k steps through the model (with its noise) and
         their observation means (Gaussian: C z + d; Poisson: expected counts) averaged with the
-        filtering weights. A measure of dynamics: an iid model predicts only the mean.
+        filtering weights; with AR(1) observation noise (``observation='gaussian_ar1'``) the
+        noise's own prediction a^k e_t is added. A measure of dynamics: an iid model predicts
+        only the mean.
 
         Parameters
         ----------
@@ -1302,6 +1307,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                 eps = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
                 z = tr.mean(z, drive) + eps @ L.T
             pred = (w * ob.mean(z)).sum(1)  # (T-k, B, C)
+            if hasattr(ob, "ar"):  # AR(1) noise: E[e_{t+k} | e_t] = a^k e_t
+                yb = torch.as_tensor(data.values[start:start + B, :data.n_time - k],
+                                     dtype=z.dtype, device=z.device).transpose(0, 1)
+                e_t = (w * (yb.unsqueeze(1) - ob.mean(res.particles[:-k]))).sum(1)
+                pred = pred + ob.ar() ** k * e_t
             out[start:start + B, k:] = pred.transpose(0, 1).cpu().numpy()
             start += B
         return out
@@ -1474,6 +1484,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                         B: np.ndarray | None = None, noise_z: float | np.ndarray = 0.1,
                         C: np.ndarray | None = None, d: np.ndarray | None = None,
                         noise_x: float | np.ndarray | None = None,
+                        noise_ar: float | np.ndarray | None = None,
                         observation: str = "gaussian", bin_size: float = 1.0,
                         init_mean: np.ndarray | None = None,
                         init_sd: float | np.ndarray = 1.0, link: str = "softplus",
@@ -1500,8 +1511,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             Poisson default: one-to-one readout of the units (``readout='units'``).
         d : ndarray, shape (n_channels,), optional
         noise_x : float or ndarray (n_channels,), optional
-            Gaussian observation SD (default 0.1).
-        observation : {'gaussian', 'poisson'}
+            Gaussian observation SD (default 0.1); with ``observation='gaussian_ar1'`` the SD
+            of the noise's innovations.
+        noise_ar : float or ndarray (n_channels,), optional
+            ``observation='gaussian_ar1'`` only: the AR(1) coefficient of each channel's noise,
+            in (-0.999, 0.999) (default 0).
+        observation : {'gaussian', 'gaussian_ar1', 'poisson'}
         bin_size : float
         init_mean, init_sd : initial-state mean (R,) and SD (scalar or (R,))
         link, readout, gain, bias : Poisson observation settings (see the class docstring)
@@ -1554,7 +1569,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         obs = check_option("observation", observation, tuple(OBSERVATIONS))
         obs_cls = OBSERVATIONS[obs]
         nl = get_nonlinearity(nonlinearity)
+        if noise_ar is not None and obs != "gaussian_ar1":
+            raise ValueError(f"noise_ar is the AR(1) coefficient of observation='gaussian_ar1'; "
+                             f"got observation={obs!r}.")
         n_ch, obs_arrays = obs_cls.check_arrays(U, {"C": C, "d": d, "noise_x": noise_x,
+                                                    "noise_ar": noise_ar,
                                                     "readout": readout, "gain": gain,
                                                     "bias": bias})
         readout = obs_arrays.get("readout", "affine")

@@ -13,6 +13,7 @@ from nwb_lrnn.baselines import (
     PoissonGLM,
     compare_to_baselines,
     fa_latents,
+    format_comparison,
     pca_latents,
 )
 
@@ -119,6 +120,26 @@ def test_true_model_beats_the_baselines_on_dynamics():
     alone = compare_to_baselines(teacher, train, test, k=5, baselines=False)
     assert [r["model"] for r in alone] == ["lowrank_rnn"]
     assert alone[0]["loglik_per_bin"] == pytest.approx(rnn["loglik_per_bin"])
+
+
+def test_generated_measures_are_means_over_independent_draws():
+    rng = np.random.default_rng(1)
+    est = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) * 0.4,
+                                     decay=0.9, nonlinearity="tanh", noise_z=0.1, random_state=0)
+    train = est.sample(1, 600, random_state=1)
+    test = est.sample(1, 300, random_state=2)
+    both = compare_to_baselines(est, train, test, random_state=7, n_draws=2)
+    one = [compare_to_baselines(est, train, test, random_state=s, n_draws=1) for s in (7, 8)]
+    for j, row in enumerate(both):
+        for m in ("dstsp", "dh"):
+            vals = [o[j][m] for o in one]
+            assert row[m] == pytest.approx(np.mean(vals)), (row["model"], m)
+            assert row[f"{m}_sd"] == pytest.approx(np.std(vals, ddof=1)), (row["model"], m)
+            assert vals[0] != vals[1]  # the draws differ
+        assert np.isnan(one[0][j]["dstsp_sd"])  # one draw: no spread
+    assert "±" in format_comparison(both)
+    with pytest.raises(ValueError, match="n_draws"):
+        compare_to_baselines(est, train, test, n_draws=0)
 
 
 def test_counts_comparison_has_spike_measures():

@@ -23,7 +23,7 @@ from torch.nn.functional import softplus
 
 from .._validate import check_int, check_option
 from ..model.noise import softplus_inverse
-from ..model.observation import GaussianObservation
+from ..model.observation import OBSERVATIONS, GaussianAR1Observation, GaussianObservation
 from ..model.rnn import LowRankRNNModel
 
 __all__ = [
@@ -179,7 +179,7 @@ def _gaussian_update_factors(prior_cov: torch.Tensor, C: torch.Tensor, sd: torch
     lin = -2.0 * (e - pe @ G)  # −2 (I − G P) e, G and P symmetric
     const = s - (e * pe).sum(-1) + logdet_S + n_obs * _LOG_2PI
     return {"A": P @ prior_prec, "P_chol": P_chol, "Q": 0.5 * (Q + Q.T), "pe": pe, "lin": lin,
-            "const": const, "eye": eye}
+            "const": const, "eye": eye, "P": P, "G": G}
 
 
 class OptimalGaussianProposal(Proposal):
@@ -192,7 +192,7 @@ class OptimalGaussianProposal(Proposal):
     """
 
     name = "optimal"
-    observations = ("gaussian",)
+    observations = ("gaussian", "gaussian_ar1")
 
     def prepare(self, model, y, inputs, eps):
         obs = model.observation
@@ -203,8 +203,18 @@ class OptimalGaussianProposal(Proposal):
         tr = model.transition
         yc = y - obs.d
         sd = obs.sd()
-        f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, sd, yc[:, 0])
-        f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, yc[:, 1:])
+        ar = isinstance(obs, GaussianAR1Observation)
+        if ar:
+            # y_t − d − a ⊙ (y_{t-1} − d) = C z_t − (a ⊙ C) z_{t-1} + η_t: the Kalman update of
+            # z_t sees ỹ_t + (a ⊙ C) z_{t-1}, the data part here and the particle's part in step
+            a = obs.ar()
+            f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, obs.stationary_sd(),
+                                          yc[:, 0])
+            ytil = yc[:, 1:] - a * yc[:, :-1]
+            f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, ytil)
+        else:
+            f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, sd, yc[:, 0])
+            f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, yc[:, 1:])
         # noise of every step, already scaled and shifted: pe_t + P_chol ε_t
         shift0 = f0["pe"] + eps[0] @ f0["P_chol"].T  # (K, B, R)
         shift = f["pe"].transpose(0, 1).unsqueeze(1) + eps[1:] @ f["P_chol"].T  # (T-1, K, B, R)
@@ -222,7 +232,19 @@ class OptimalGaussianProposal(Proposal):
         shift_all = shift.reshape(-1, K * B, R)
         ctx.extra.update(f0=f0, At=f["A"].T, Qh=-0.5 * f["Q"], R=R, lin_all=lin_all,
                          shift_all=shift_all, lin=lin_all.unbind(0), shift=shift_all.unbind(0),
-                         shift0=shift0)
+                         shift0=shift0, ar=ar)
+        if ar:
+            # with δ = M z_{t-1} (M = Cᵀ D⁻¹ (a ⊙ C)) the update's e becomes e_t + δ; the
+            # proposal mean gains P δ and the weight's exponent the terms of ar_terms
+            Dinv = 1.0 / (sd * sd)
+            Ca = a[:, None] * obs.C
+            DCa = Dinv[:, None] * Ca
+            P, G = f["P"], f["G"]
+            g = (ytil @ DCa).transpose(0, 1).unsqueeze(1).expand(-1, K, -1, -1)
+            pe = f["pe"].transpose(0, 1).unsqueeze(1).expand(-1, K, -1, -1)
+            ctx.extra.update(
+                Mt=(obs.C.T @ DCa).T, P=P, IPG=f["eye"] - P @ G, H=Ca.T @ DCa,
+                g=g.reshape(-1, K * B, R).unbind(0), pe=pe.reshape(-1, K * B, R).unbind(0))
         ctx.log_weight_offset = -0.5 * f["const"].sum(1)
         return ctx
 
@@ -239,7 +261,7 @@ class OptimalGaussianProposal(Proposal):
         Returns the log-weights (T-1, K, B), or None where the fused loop does not apply
         (time-varying inputs): the caller then runs :meth:`step`.
         """
-        if ctx.drive.ndim != 1 or not torch.is_grad_enabled():
+        if ctx.drive.ndim != 1 or not torch.is_grad_enabled() or ctx.extra["ar"]:
             return None
         from .fused import OptimalLoop
 
@@ -252,9 +274,19 @@ class OptimalGaussianProposal(Proposal):
         x = ctx.extra
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
         m2 = m.reshape(-1, x["R"])
-        z = torch.addmm(x["shift"][t - 1], m2, x["At"]).view(m.shape)
+        z = torch.addmm(x["shift"][t - 1], m2, x["At"])
         logw = (torch.addmm(x["lin"][t - 1], m2, x["Qh"]) * m2).sum(-1)
-        return z, logw.view(m.shape[:-1])
+        if x["ar"]:
+            w = z_prev.reshape(-1, x["R"])
+            d = w @ x["Mt"]  # δ = M z_{t-1}
+            z = z + d @ x["P"]
+            # the exponent's change from ỹ_t to ỹ_t + (a ⊙ C) z_{t-1}: in the linear term
+            # e -> e + δ, in the constant |ỹ|²_D⁻¹ and e P e
+            corr = (-2.0 * (m2 * (d @ x["IPG"])).sum(-1)
+                    + 2.0 * (x["g"][t - 1] * w).sum(-1) + ((w @ x["H"]) * w).sum(-1)
+                    - 2.0 * (x["pe"][t - 1] * d).sum(-1) - ((d @ x["P"]) * d).sum(-1))
+            logw = logw - 0.5 * corr
+        return z.view(m.shape), logw.view(m.shape[:-1])
 
 
 def encoder_kernels(kernel_size: Any) -> tuple[int, ...]:
@@ -521,13 +553,23 @@ for _cls in (BootstrapProposal, OptimalGaussianProposal, EncoderProposal):
 
 def check_proposal(name: str, observation: str) -> None:
     """ValueError when the proposal ``name`` does not work with ``observation``."""
-    allowed = PROPOSALS[name].observations
-    if allowed is not None and observation not in allowed:
-        others = [n for n, c in PROPOSALS.items()
-                  if c.observations is None or observation in c.observations]
-        need = " or ".join(f"observation={a!r}" for a in allowed)
-        raise ValueError(f"proposal={name!r} needs {need}; for observation={observation!r} "
-                         f"use proposal={' or '.join(repr(o) for o in others)}.")
+    def works(n: str) -> bool:
+        obs = OBSERVATIONS.get(observation)
+        if obs is not None and obs.proposals is not None and n not in obs.proposals:
+            return False
+        allowed = PROPOSALS[n].observations
+        return allowed is None or observation in allowed
+
+    if not works(name):
+        others = " or ".join(repr(n) for n in PROPOSALS if works(n))
+        allowed = PROPOSALS[name].observations
+        if allowed is not None and observation not in allowed:
+            need = " or ".join(f"observation={a!r}" for a in allowed)
+            raise ValueError(f"proposal={name!r} needs {need}; for observation={observation!r} "
+                             f"use proposal={others}.")
+        raise ValueError(f"observation={observation!r} can only be filtered by proposal="
+                         f"{others} (its y_t depends on the previous bin too); got "
+                         f"proposal={name!r}.")
 
 
 def make_proposal(name: str, model: LowRankRNNModel, *, generator=None,

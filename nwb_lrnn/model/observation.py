@@ -1,6 +1,9 @@
 """Observation models p(y_t | z_t), all behind one interface.
 
 - :class:`GaussianObservation`: y = C z + d + η, η ~ N(0, diag σ²) (EEG, LFP, calcium).
+- :class:`GaussianAR1Observation`: y = C z + d + e, with noise that is correlated in time,
+  e_t = a ⊙ e_{t-1} + η_t (each channel an AR(1) process): continuous signals whose part
+  beyond the latents is smooth, as EEG's is.
 - :class:`PoissonObservation`: y ~ Poisson(Δ · f(η)) with η = C z + d (``readout='affine'``) or,
   one-to-one with the first ``n_channels`` RNN units, η_i = β_i φ(u_iᵀ z − h_i) + b_i
   (``readout='units'``). f is a :class:`Link` (softplus or exp).
@@ -26,6 +29,7 @@ __all__ = [
     "LINKS",
     "OBSERVATIONS",
     "ExpLink",
+    "GaussianAR1Observation",
     "GaussianObservation",
     "Link",
     "ObservationModel",
@@ -143,12 +147,16 @@ class ObservationModel(nn.Module):
         The kind of :class:`~nwb_lrnn.BinnedData` it explains.
     default_proposal : str
         The proposal ``proposal='auto'`` picks for it.
+    proposals : tuple of str or None
+        The only proposals that can filter it (None: every proposal made for it). A model
+        whose y_t depends on more than z_t (as AR noise makes it) needs a proposal that knows.
     n_channels : int
     """
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     default_proposal: ClassVar[str] = "bootstrap"
+    proposals: ClassVar[tuple[str, ...] | None] = None
     n_channels: int
 
     @classmethod
@@ -312,6 +320,131 @@ class GaussianObservation(ObservationModel):
                                             dtype=mu.dtype)
 
 
+class GaussianAR1Observation(GaussianObservation):
+    """y_t = C z_t + d + e_t with e_t = a ⊙ e_{t-1} + η_t, η_t ~ N(0, diag σ²).
+
+    Each channel's noise is an AR(1) process with coefficient a_i in (-1, 1), stationary from
+    the first bin (e_0 ~ N(0, σ² / (1 − a²))). Given the previous bin, the density of y_t is
+    Gaussian in (z_t, z_{t-1}): N(y_t; C z_t + d + a ⊙ (y_{t-1} − C z_{t-1} − d), diag σ²),
+    which the optimal proposal uses exactly (it is the only proposal that filters this model).
+
+    Use it for continuous signals whose part beyond the R latents is smooth in time (EEG at
+    160 Hz: the residual of a rank-3 PCA has a lag-1 autocorrelation of 0.82), where white
+    noise makes every generated channel too rough: with the true latents of a held-out EEG
+    recording and white noise, the spectra are further from the data (D_H 0.173) than a
+    VAR(1)'s (0.114); with AR(1) noise 0.067.
+
+    Parameters: those of :class:`GaussianObservation` and ``raw_ar`` (n_channels,) with
+    a = 0.999 tanh(raw_ar). Named arrays: ``C``, ``d``, ``noise_x`` (σ, the innovation SD)
+    and ``noise_ar`` (a).
+    """
+
+    name = "gaussian_ar1"
+    proposals = ("optimal",)
+
+    def __init__(self, n_channels: int, rank: int, *, sd: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__(n_channels, rank, sd=sd, generator=generator)
+        self.raw_ar = nn.Parameter(torch.zeros(n_channels))
+
+    def ar(self) -> torch.Tensor:
+        """a, shape (n_channels,), in (-0.999, 0.999)."""
+        return 0.999 * torch.tanh(self.raw_ar)
+
+    def stationary_sd(self) -> torch.Tensor:
+        """SD of e_t, σ / sqrt(1 − a²), shape (n_channels,)."""
+        a = self.ar()
+        return self.sd() / torch.sqrt(1.0 - a * a)
+
+    @torch.no_grad()
+    def init_from_data(self, values, bin_size, rank):
+        """PCA as :class:`GaussianObservation`; a from the lag-1 autocorrelation of each
+        channel's residual (clipped to [0, 0.98]), σ so that the residual variance is kept."""
+        y = values.float()
+        flat = y.reshape(-1, y.shape[-1])
+        mean = flat.mean(0)
+        C, cov = pca_loadings(flat - mean, rank)
+        self.C.copy_(C)
+        self.d.copy_(mean)
+        resid = self._residual(y - mean, C)
+        var = resid.pow(2).mean((0, 1)).clamp_min(1e-2 * cov.diagonal().mean() + 1e-8)
+        if y.shape[1] > 1:
+            lag = (resid[:, 1:] * resid[:, :-1]).mean((0, 1)) / var
+        else:
+            lag = torch.zeros_like(var)
+        a = lag.clamp(0.0, 0.98)
+        self.raw_ar.copy_(torch.atanh(a / 0.999))
+        self.raw_sd.copy_(softplus_inverse((var * (1.0 - a * a)).sqrt()))
+
+    @staticmethod
+    def _residual(centered: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+        """What the least-squares projection on C's columns leaves of the centred data."""
+        coef = torch.linalg.lstsq(C, centered.reshape(-1, C.shape[0]).T).solution  # (R, n)
+        return centered - (C @ coef).T.reshape(centered.shape)
+
+    def to_arrays(self):
+        return {**super().to_arrays(), "noise_ar": _np(self.ar())}
+
+    @torch.no_grad()
+    def load_arrays(self, arrays):
+        super().load_arrays(arrays)
+        a = torch.as_tensor(np.array(arrays["noise_ar"], dtype=float), dtype=self.C.dtype)
+        self.raw_ar.copy_(torch.atanh(a / 0.999))
+
+    @classmethod
+    def check_arrays(cls, U, arrays):
+        n_ch, out = super().check_arrays(U, arrays)
+        ar = arrays.get("noise_ar")
+        ar = np.broadcast_to(check_array("noise_ar", 0.0 if ar is None else ar, ndim=(0, 1)),
+                             (n_ch,))
+        if np.any(np.abs(ar) >= 0.999):
+            raise ValueError(f"noise_ar must lie in (-0.999, 0.999) (one AR(1) coefficient per "
+                             f"channel), got values up to {float(np.abs(ar).max()):.4g}.")
+        return n_ch, {**out, "noise_ar": np.array(ar, dtype=float)}
+
+    def log_prob(self, y, z):
+        raise NotImplementedError(
+            "observation='gaussian_ar1': y_t depends on y_{t-1} and z_{t-1} as well as z_t; use "
+            "log_prob_sequence(y, z) for whole sequences, or proposal='optimal'.")
+
+    log_prob_varying = log_prob
+
+    def log_prob_sequence(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(y_{0:T} | z_{0:T}) summed over time and channels.
+
+        y : (..., T, n_channels); z : (..., T, R) -> shape of the leading dimensions.
+        """
+        e = y - self.mean(z)
+        a = self.ar()
+        sd0, sd = self.stationary_sd(), self.sd()
+        r0 = e[..., 0, :] / sd0
+        lp = -0.5 * (r0 * r0).sum(-1) - sd0.log().sum()
+        innov = (e[..., 1:, :] - a * e[..., :-1, :]) / sd
+        lp = lp - 0.5 * (innov * innov).sum((-1, -2)) - (e.shape[-2] - 1) * sd.log().sum()
+        return lp - 0.5 * e.shape[-2] * self.n_channels * _LOG_2PI
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None, *,
+              device=None, dtype=None) -> torch.Tensor:
+        """AR(1) noise e of shape (..., T, n_channels), stationary from the first bin."""
+        a, sd = self.ar(), self.sd()
+        eta = torch.randn(shape, generator=generator, device=device, dtype=dtype) * sd
+        out = torch.empty_like(eta)
+        if shape[-2] == 0:
+            return out
+        out[..., 0, :] = eta[..., 0, :] / torch.sqrt(1.0 - a * a)
+        for t in range(1, shape[-2]):
+            out[..., t, :] = a * out[..., t - 1, :] + eta[..., t, :]
+        return out
+
+    def sample(self, z, generator=None):
+        """y = C z + d + e with AR(1) noise along the time axis (z: (..., T, R))."""
+        mu = self.mean(z)
+        if mu.ndim < 2:
+            return mu + self.stationary_sd() * torch.randn(
+                mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + self.noise(tuple(mu.shape), generator, device=mu.device, dtype=mu.dtype)
+
+
 class PoissonObservation(ObservationModel):
     """y ~ Poisson(Δ · f(η)) per channel.
 
@@ -472,6 +605,7 @@ def register_observation(cls: type[ObservationModel]) -> type[ObservationModel]:
 
 register_observation(GaussianObservation)
 register_observation(PoissonObservation)
+register_observation(GaussianAR1Observation)
 
 
 def observation_for(kind: str) -> str:

@@ -21,7 +21,7 @@ from pynwb.spec import (
 )
 
 NAME = "ndx-lrnn"
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 OUT = Path(__file__).resolve().parents[2] / "spec"
 
 
@@ -85,7 +85,10 @@ def build_types() -> list:
                 ["n_channels", "rank"], required=False),
             _ds("d", "Observation offset (channels), affine readouts.", ["n_channels"],
                 required=False),
-            _ds("noise_x", "Gaussian observation noise SD per channel.", ["n_channels"],
+            _ds("noise_x", "Gaussian observation noise SD per channel (with AR(1) noise: the "
+                "SD of its innovations).", ["n_channels"], required=False),
+            _ds("noise_ar", "AR(1) coefficient of each channel's Gaussian observation noise, "
+                "e_t = a e_{t-1} + innovation (observation 'gaussian_ar1').", ["n_channels"],
                 required=False),
             _ds("gain", "Per-neuron gain of the one-to-one Poisson readout.", ["n_channels"],
                 required=False),

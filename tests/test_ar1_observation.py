@@ -1,0 +1,127 @@
+"""Gaussian observations with AR(1) noise in time (observation='gaussian_ar1')."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from nwb_lrnn import BinnedData, LowRankRNN, _defaults, read_fit, write_nwb
+from nwb_lrnn.model import LowRankRNNModel, ModelConfig
+from nwb_lrnn.model.observation import OBSERVATIONS, GaussianAR1Observation
+
+
+def _linear_ar1(ar=(0.9, 0.5, -0.2, 0.0), sd=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    U = rng.normal(size=(6, 2)) / 2
+    V = rng.normal(size=(2, 6)) / 4
+    C = rng.normal(size=(len(ar), 2))
+    return LowRankRNN.from_parameters(U=U, V=V, decay=0.8, nonlinearity="identity",
+                                      noise_z=0.2, C=C, d=np.arange(len(ar), dtype=float),
+                                      noise_x=sd, noise_ar=np.array(ar), n_particles=256,
+                                      observation="gaussian_ar1", random_state=0)
+
+
+def test_generated_noise_is_ar1_and_stationary_from_the_first_bin():
+    obs = GaussianAR1Observation(3, 1).double()
+    with torch.no_grad():
+        obs.raw_ar.copy_(torch.atanh(torch.tensor([0.9, 0.0, -0.5], dtype=torch.float64)
+                                     / 0.999))
+        obs.C.zero_()
+    z = torch.zeros(400, 200, 1, dtype=torch.float64)
+    with torch.no_grad():  # d = 0, C = 0: the noise alone
+        e = obs.sample(z, generator=torch.Generator().manual_seed(0)).numpy()
+    sd = obs.sd().detach().numpy()
+    a = np.array([0.9, 0.0, -0.5])
+    stat = sd / np.sqrt(1 - a * a)
+    np.testing.assert_allclose(e[:, 0].std(0), stat, rtol=0.1)  # the first bin too
+    np.testing.assert_allclose(e[:, -1].std(0), stat, rtol=0.1)
+    lag1 = (e[:, 1:] * e[:, :-1]).mean((0, 1)) / (e * e).mean((0, 1))
+    np.testing.assert_allclose(lag1, a, atol=0.02)
+
+
+def test_initialisation_finds_the_noise_autocorrelation():
+    est = _linear_ar1()
+    y = est.sample(8, 400, random_state=1)
+    obs = GaussianAR1Observation(4, 2)
+    obs.init_from_data(torch.as_tensor(y.values, dtype=torch.float32), 1.0, 2)
+    a = obs.ar().detach().numpy()
+    # the two-PC residual of 4 channels is not the noise alone, but its ordering is kept and
+    # the negative coefficient is clipped at 0
+    assert a[0] > a[1] > a[2] - 1e-6 and a[2] >= 0.0 and 0 < a[0] <= 0.98
+
+
+def test_predict_ahead_matches_the_exact_kalman_prediction():
+    est = _linear_ar1()
+    y = est.sample(1, 60, random_state=2)
+    pred = est.predict_ahead(y, k=2, random_state=0)
+    # exact: Kalman filter on the state (z, e), then two steps ahead
+    p = est.parameters_
+    R, C = 2, 4
+    A = np.zeros((R + C, R + C))
+    A[:R, :R] = np.diag(np.broadcast_to(p["decay"], R)) + p["V"] @ p["U"]
+    A[R:, R:] = np.diag(p["noise_ar"])
+    b = np.concatenate([-p["V"] @ p["h"], np.zeros(C)])
+    nz = np.asarray(p["noise_z"])
+    Qz = nz if nz.ndim == 2 else np.diag(nz ** 2)
+    Q = np.block([[Qz, np.zeros((R, C))], [np.zeros((C, R)), np.diag(p["noise_x"] ** 2)]])
+    H = np.hstack([p["C"], np.eye(C)])
+    mu = np.concatenate([p["init_mean"], np.zeros(C)])
+    P = np.block([[np.diag(np.broadcast_to(p["init_sd"], R) ** 2), np.zeros((R, C))],
+                  [np.zeros((C, R)), np.diag(p["noise_x"] ** 2 / (1 - p["noise_ar"] ** 2))]])
+    exact = np.full((60, C), np.nan)
+    for t, yt in enumerate(y.values[0]):
+        if t > 0:
+            mu, P = A @ mu + b, A @ P @ A.T + Q
+        S = H @ P @ H.T
+        K = P @ H.T @ np.linalg.inv(S)
+        mu, P = mu + K @ (yt - H @ mu - p["d"]), P - K @ H @ P
+        if t + 2 < 60:
+            m2 = A @ (A @ mu + b) + b
+            exact[t + 2] = H @ m2 + p["d"]
+    err = np.abs(pred[0, 2:] - exact[2:])
+    scale = np.abs(exact[2:] - p["d"]).mean()
+    assert err.mean() < 0.1 * scale, (err.mean(), scale)
+    # and it predicts the data better than their mean does
+    assert np.mean((pred[0, 2:] - y.values[0, 2:]) ** 2) < np.mean(
+        (p["d"] - y.values[0, 2:]) ** 2)
+
+
+def test_fit_score_sample_and_round_trip_through_nwb(tmp_path):
+    est0 = _linear_ar1()
+    data = est0.sample(6, 80, random_state=3)
+    est = LowRankRNN(rank=2, n_units=8, observation="gaussian_ar1", max_epochs=3,
+                     n_particles=8, verbose=False, random_state=0).fit(data)
+    assert est.proposal_name_ == "optimal"
+    assert est.parameters_["noise_ar"].shape == (4,)
+    assert np.isfinite(est.score(data))
+    assert est.sample(2, 30, random_state=0).values.shape == (2, 30, 4)
+    path = write_nwb(est, tmp_path / "fit.nwb", data=data)
+    with h5py.File(path, "r") as f:
+        (grp,) = [g for g in f["processing"].values() if "model" in g]
+        np.testing.assert_allclose(grp["model"]["noise_ar"][()], est.parameters_["noise_ar"],
+                                   rtol=1e-6)
+    twin = read_fit(path)
+    assert twin.observation == "gaussian_ar1"
+    assert twin.score(data, random_state=0) == pytest.approx(est.score(data, random_state=0),
+                                                             abs=1e-4)
+
+
+def test_bad_settings_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="noise_ar is the AR"):
+        LowRankRNN.from_parameters(U=np.ones((3, 1)), V=np.ones((1, 3)), noise_ar=0.5)
+    with pytest.raises(ValueError, match=r"noise_ar must lie in \(-0.999, 0.999\)"):
+        LowRankRNN.from_parameters(U=np.ones((3, 1)), V=np.ones((1, 3)), noise_ar=1.0,
+                                   observation="gaussian_ar1")
+    model = LowRankRNNModel(ModelConfig(rank=1, n_units=3, n_channels=3,
+                                        observation="gaussian_ar1"))
+    with pytest.raises(NotImplementedError, match="log_prob_sequence"):
+        model.observation.log_prob(torch.zeros(3), torch.zeros(1))
+    data = BinnedData(np.zeros((2, 20, 3)), 1.0, "continuous")
+    with pytest.raises(ValueError, match="can only be filtered by proposal='optimal'"):
+        LowRankRNN(rank=1, n_units=3, observation="gaussian_ar1", proposal="bootstrap",
+                   max_epochs=1).fit(data)
+
+
+def test_the_clis_observation_names_are_the_registrys():
+    builtin = {n for n, c in OBSERVATIONS.items() if c.__module__ == "nwb_lrnn.model.observation"}
+    assert set(_defaults.OBSERVATION_NAMES) == builtin | {"auto"}
