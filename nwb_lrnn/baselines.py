@@ -468,7 +468,7 @@ def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> st
         if finite:
             best[c] = min(finite, key=key)
     head = [_LABELS[c].replace("k-step", f"{k}-step") if k else _LABELS[c] for c in cols]
-    lines = [f"{'model':<14}" + "".join(f"{h:>13}" for h in head)]
+    table = []
     for r in rows:
         cells = []
         for c in cols:
@@ -476,6 +476,11 @@ def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> st
             mark = "*" if c in best and v == best[c] else " "
             sd = r.get(f"{c}_sd")
             text = f"{v:.4g}" if sd is None or not math.isfinite(sd) else f"{v:.3g}±{sd:.2g}"
-            cells.append(f"{text:>12}{mark}")
-        lines.append(f"{r['model']:<14}" + "".join(cells))
+            cells.append(text + mark)
+        table.append((r["model"], cells))
+    width = max([len(h) for h in head] + [len(t) for _, cells in table for t in cells]) + 2
+    lines = [f"{'model':<14}" + "".join(f"{h:>{width}} " for h in head)]
+    lines += [f"{name:<14}" + "".join(f"{t:>{width + 1}}" if t.endswith("*")
+                                      else f"{t[:-1]:>{width}} " for t in cells)
+              for name, cells in table]
     return "\n".join(lines)

@@ -1485,6 +1485,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                         C: np.ndarray | None = None, d: np.ndarray | None = None,
                         noise_x: float | np.ndarray | None = None,
                         noise_ar: float | np.ndarray | None = None,
+                        noise_x_cov: np.ndarray | None = None,
                         observation: str = "gaussian", bin_size: float = 1.0,
                         init_mean: np.ndarray | None = None,
                         init_sd: float | np.ndarray = 1.0, link: str = "softplus",
@@ -1516,6 +1517,9 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         noise_ar : float or ndarray (n_channels,), optional
             ``observation='gaussian_ar1'`` only: the AR(1) coefficient of each channel's noise,
             in (-0.999, 0.999) (default 0).
+        noise_x_cov : ndarray (n_channels, n_channels), optional
+            ``observation='gaussian_ar1'`` only: the covariance of the noise's innovations
+            (instead of ``noise_x``; default diag(noise_x²)).
         observation : {'gaussian', 'gaussian_ar1', 'poisson'}
         bin_size : float
         init_mean, init_sd : initial-state mean (R,) and SD (scalar or (R,))
@@ -1569,11 +1573,15 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         obs = check_option("observation", observation, tuple(OBSERVATIONS))
         obs_cls = OBSERVATIONS[obs]
         nl = get_nonlinearity(nonlinearity)
-        if noise_ar is not None and obs != "gaussian_ar1":
-            raise ValueError(f"noise_ar is the AR(1) coefficient of observation='gaussian_ar1'; "
-                             f"got observation={obs!r}.")
+        for name, val in (("noise_ar", noise_ar), ("noise_x_cov", noise_x_cov)):
+            if val is not None and obs != "gaussian_ar1":
+                raise ValueError(f"{name} belongs to the AR(1) noise of "
+                                 f"observation='gaussian_ar1'; got observation={obs!r}.")
+        if noise_x_cov is not None and noise_x is not None:
+            raise ValueError("give noise_x (SDs) or noise_x_cov (a covariance), not both.")
         n_ch, obs_arrays = obs_cls.check_arrays(U, {"C": C, "d": d, "noise_x": noise_x,
                                                     "noise_ar": noise_ar,
+                                                    "noise_x_cov": noise_x_cov,
                                                     "readout": readout, "gain": gain,
                                                     "bias": bias})
         readout = obs_arrays.get("readout", "affine")

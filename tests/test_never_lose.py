@@ -305,3 +305,21 @@ def test_overwrite_refuses_any_hdf5_file_nwb_lrnn_did_not_write(tmp_path, record
     broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(FileExistsError, match="cannot be opened"):
         write_nwb(est, broken, data=data, overwrite=True)
+
+
+def test_hdf5s_own_failed_write_reads_as_a_full_disk(tmp_path):
+    """HDF5 reports a write that hit the file size limit at close as h5py's RuntimeError
+    ("Set slist enabled failed (file write failed: ... errno = 27 ...)"): the user gets the
+    one-line disk message, and nothing is left behind."""
+    from nwb_lrnn.io.fit_nwb import _atomic_write
+
+    def write(tmp):
+        raise RuntimeError("Set slist enabled failed (file write failed: time = now\n, "
+                           f"filename = '{tmp}', file descriptor = 4, errno = 27, error "
+                           "message = 'File too large', buf = 0x1, total write size = 6864)")
+
+    target = tmp_path / "fit.nwb"
+    with pytest.raises(OSError, match="the disk is full") as info:
+        _atomic_write(target, write, copy=False, shown=target)
+    assert info.value.errno == 27 and str(target) in str(info.value)
+    assert not target.exists() and list(tmp_path.iterdir()) == []

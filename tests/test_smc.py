@@ -261,7 +261,10 @@ def _ar1_model(seed=0, ar=0.8, obs_sd=0.3, n_channels=4):
                                         observation="gaussian_ar1"), generator=g).double()
     with torch.no_grad():
         model.transition.noise.set_cov(torch.tensor([[0.09, 0.02], [0.02, 0.09]]))
-        model.observation.raw_sd.fill_(math.log(math.expm1(obs_sd)))
+        # innovations correlated across channels (0.4 between neighbours)
+        idx = torch.arange(n_channels, dtype=torch.float64)
+        corr = 0.4 ** (idx[:, None] - idx[None, :]).abs()
+        model.observation.innovation.set_cov(obs_sd ** 2 * corr)
         a = torch.linspace(-0.3, ar, n_channels, dtype=torch.float64)
         model.observation.raw_ar.copy_(torch.atanh(a / 0.999))
         model.transition.init_mean.copy_(torch.tensor([0.5, -0.5]))
@@ -277,12 +280,12 @@ def kalman_log_marginal_ar1(model, y):
         A[:R, :R] = torch.diag(tr.decay.expand(R)) + tr.V @ tr.U
         A[R:, R:] = torch.diag(ob.ar())
         b = torch.cat([-tr.V @ tr.h, torch.zeros(C, dtype=torch.float64)])
-        Q = torch.block_diag(tr.noise.cov(), torch.diag(ob.sd() ** 2))
+        Q = torch.block_diag(tr.noise.cov(), ob.innovation.cov())
         H = torch.cat([ob.C, torch.eye(C, dtype=torch.float64)], 1)
         out = []
         for seq in y:
             mu = torch.cat([tr.init_mean, torch.zeros(C, dtype=torch.float64)])
-            P = torch.block_diag(tr.init_noise.cov(), torch.diag(ob.stationary_sd() ** 2))
+            P = torch.block_diag(tr.init_noise.cov(), ob.stationary_cov())
             ll = 0.0
             for t, yt in enumerate(seq):
                 if t > 0:
@@ -312,10 +315,12 @@ def test_ar1_observation_noise_log_marginal_matches_kalman():
         z, y1 = model.sample(1, 5, generator=g)
         lp = model.observation.log_prob_sequence(y1, z)
         e = (y1 - model.observation.mean(z))[0].numpy()
-        a, sd = model.observation.ar().numpy(), model.observation.sd().numpy()
-    from scipy.stats import norm
-    ref = norm.logpdf(e[0], scale=sd / np.sqrt(1 - a * a)).sum() + sum(
-        norm.logpdf(e[t], loc=a * e[t - 1], scale=sd).sum() for t in range(1, 5))
+        a = model.observation.ar().numpy()
+        S = model.observation.innovation.cov().numpy()
+    from scipy.stats import multivariate_normal as mvn
+    S0 = S / (1 - a[:, None] * a[None, :])  # the stationary covariance
+    ref = mvn.logpdf(e[0], cov=S0) + sum(mvn.logpdf(e[t], mean=a * e[t - 1], cov=S)
+                                         for t in range(1, 5))
     assert abs(float(lp) - ref) < 1e-9
 
 

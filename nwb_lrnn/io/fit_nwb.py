@@ -220,7 +220,7 @@ def _model_group(record: FitRecord, description: str, source: dict):
     )
     if hist.get("val_bound"):
         kwargs["validation_bound"] = np.asarray(hist["val_bound"], dtype=float)
-    for opt in ("B", "C", "d", "noise_x", "noise_ar", "gain", "bias"):
+    for opt in ("B", "C", "d", "noise_x", "noise_x_cov", "noise_ar", "gain", "bias"):
         if p.get(opt) is not None:
             kwargs[opt] = np.asarray(p[opt], dtype=float)
     return Model(**kwargs)
@@ -629,12 +629,19 @@ def _isolated(write, tmp: Path, shown) -> None:
     kind = FitFileError if name == "FitFileError" else getattr(builtins, name, None)
     if not (isinstance(kind, type) and issubclass(kind, BaseException)):
         kind = OSError
+    code = rep.get("errno") if isinstance(rep.get("errno"), int) else None
+    # HDF5 reports a failed write of its own (at close: "Set slist enabled failed (file
+    # write failed: ... errno = 27, error message = 'File too large' ...)") as h5py's
+    # RuntimeError: it is the disk's error, an OSError with that errno
+    failed_write = re.search(r"write failed.*?errno = (\d+)", msg, re.S)
+    if failed_write and not issubclass(kind, OSError):
+        kind, code = OSError, int(failed_write.group(1))
     try:
         err = kind(msg)  # the child's error: same class and message
     except TypeError:  # an exception class that needs other arguments
         err = OSError(msg)
     if isinstance(err, OSError):
-        err.errno = rep.get("errno") if isinstance(rep.get("errno"), int) else None
+        err.errno = code
     raise err
 
 

@@ -87,6 +87,8 @@ def build_types() -> list:
                 required=False),
             _ds("noise_x", "Gaussian observation noise SD per channel (with AR(1) noise: the "
                 "SD of its innovations).", ["n_channels"], required=False),
+            _ds("noise_x_cov", "Covariance of the innovations of the AR(1) observation noise "
+                "(observation 'gaussian_ar1').", ["n_channels", "n_channels"], required=False),
             _ds("noise_ar", "AR(1) coefficient of each channel's Gaussian observation noise, "
                 "e_t = a e_{t-1} + innovation (observation 'gaussian_ar1').", ["n_channels"],
                 required=False),
