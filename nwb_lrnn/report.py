@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -155,16 +156,21 @@ def _comparison_html(stored) -> str:
         return ""
     cols = [c for c in _LABELS if any(c in r for r in table.values())]
     head = "".join(f"<th>{html.escape(_LABELS[c])}</th>" for c in cols)
+    def cell(r, c):
+        v, sd = r.get(c, float("nan")), r.get(f"{c}_sd")
+        spread = f" ± {sd:.2g}" if sd is not None and math.isfinite(sd) else ""
+        return f"<td>{v:.4g}{spread}</td>"
+
     body = "".join(
-        f"<tr><th>{html.escape(m)}</th>"
-        + "".join(f"<td>{r.get(c, float('nan')):.4g}</td>" for c in cols) + "</tr>"
+        f"<tr><th>{html.escape(m)}</th>" + "".join(cell(r, c) for c in cols) + "</tr>"
         for m, r in table.items())
     return ("<h2>Held-out comparison with baselines</h2><p>The fit beside simple models "
             "fitted to the same training part and measured on the same held-out part. "
             "loglik/bin: log-likelihood per time bin (the RNN's SMC bound; the baselines' exact "
             "one-step predictive density); MSE: k-step-ahead prediction error of the "
             "observations; D_stsp, D_H, rate r and Fano ratio compare generated with held-out "
-            "data. A model that adds nothing over VAR or a GLM does not beat them here.</p>"
+            "data (mean ± SD over independent generated draws). A model that adds nothing "
+            "over VAR or a GLM does not beat them here.</p>"
             f"<table><tr><th>model</th>{head}</tr>{body}</table>")
 
 

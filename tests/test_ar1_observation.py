@@ -103,6 +103,10 @@ def test_fit_score_sample_and_round_trip_through_nwb(tmp_path):
         (grp,) = [g for g in f["processing"].values() if "model" in g]
         np.testing.assert_allclose(grp["model"]["noise_ar"][()], est.parameters_["noise_ar"],
                                    rtol=1e-6)
+        cov = grp["model"]["noise_x_cov"][()]
+        np.testing.assert_allclose(cov, est.parameters_["noise_x_cov"], rtol=1e-6)
+        np.testing.assert_allclose(np.sqrt(np.diag(cov)), grp["model"]["noise_x"][()],
+                                   rtol=1e-5)
     twin = read_fit(path)
     assert twin.observation == "gaussian_ar1"
     assert twin.score(data, random_state=0) == pytest.approx(est.score(data, random_state=0),

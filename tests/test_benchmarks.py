@@ -1,5 +1,5 @@
-"""The prepared GPU script stays runnable where no GPU is (a dry run on the CPU; no timing is
-asserted)."""
+"""Prepared benchmark scripts stay runnable: the GPU script where no GPU is (a dry run on the
+CPU), the EEG noise oracle on the bundled recording. No timing is asserted."""
 
 import json
 import os
@@ -30,3 +30,14 @@ def test_gpu_script_without_cuda_says_so():
     out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "no CUDA device here" in out.stderr
+
+
+def test_eeg_noise_oracle_prints_every_noise_kind():
+    script = Path(__file__).parents[1] / "benchmarks" / "eeg_noise_oracle.py"
+    edf = Path(__file__).parents[1] / "nwb_lrnn" / "sample_data" / "S001R01.edf"
+    out = subprocess.run([sys.executable, str(script), str(edf), "--ranks", "2", "--draws", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [ln for ln in out.stdout.splitlines() if "D_stsp" in ln]
+    assert len(lines) == 5 and "VAR(1) of the data" in lines[0]
+    assert any("correlated innovations" in ln for ln in lines)

@@ -200,11 +200,11 @@ class OptimalGaussianProposal(Proposal):
             raise ValueError("proposal='optimal' needs a Gaussian observation model, got "
                              f"{type(obs).__name__}; use 'encoder' or 'bootstrap'.")
         ctx = super().prepare(model, y, inputs, eps)
+        if isinstance(obs, GaussianAR1Observation):
+            return self._prepare_ar1(ctx, model, y, eps)
         tr = model.transition
         yc = y - obs.d
         sd = obs.sd()
-        if isinstance(obs, GaussianAR1Observation):
-            return self._prepare_ar1(ctx, model, y, eps)
         f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, sd, yc[:, 0])
         f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, yc[:, 1:])
         # noise of every step, already scaled and shifted: pe_t + P_chol ε_t
