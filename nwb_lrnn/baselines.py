@@ -337,7 +337,7 @@ def _linear_latents(kind, train, test, n_components, bin_size, smooth_s):
 
 
 def compare_to_baselines(estimator: Any, train: Any, test: Any, *, k: int = 5,
-                         n_steps: int | None = None, random_state: int = 0,
+                         n_steps: int | None = None, random_state: Any = 0,
                          var_orders: tuple[int, ...] = (1, 5),
                          baselines: bool = True, n_draws: int = 5) -> list[dict[str, Any]]:
     """Measures of a fitted model and of the baselines on the same held-out data.
@@ -363,12 +363,16 @@ def compare_to_baselines(estimator: Any, train: Any, test: Any, *, k: int = 5,
     baselines : bool
         False: the fitted model's row only (for several fits on one split, whose baseline rows
         do not change; the Poisson GLM of 132 neurons takes minutes).
+    random_state : int | Generator | None
+        Seed of the generated data: an int gives the draws the seeds ``random_state`` + 0, 1,
+        ...; a Generator or None draws one base seed from it.
     n_draws : int
-        Independent generated data sets per model (seeds ``random_state`` + 0, 1, ...); the
-        generated-vs-held-out measures are their means, and ``<measure>_sd`` their SD across
-        draws. One draw of a held-out part of ~2000 bins moves D_stsp by ±0.1–0.2 between
-        seeds (VAR(1) on held-out EEG: 2.40 ± 0.11 over 5 seeds), as much as the gaps between
-        models, so a comparison from one draw can rank them by chance.
+        Independent generated data sets per model; the generated-vs-held-out measures are their
+        means, and ``<measure>_sd`` their SD across draws (NaN for one draw). A draw that
+        diverges (the RNN's sample is refused) makes the row's generated measures NaN. One
+        draw of a held-out part of ~2000 bins moves D_stsp by ±0.1–0.2 between seeds (VAR(1)
+        on held-out EEG: 2.40 ± 0.12 over 5 seeds), as much as the gaps between models, so a
+        comparison from one draw can rank them by chance.
 
     Returns
     -------

@@ -200,13 +200,15 @@ _BASE_BYTES = 100 << 20
 
 def _fit_bytes(tcfg, mcfg, n_trials: int, n_time: int) -> int:
     """Estimated peak bytes of training: the particle filter keeps ~50 + C/4 floats per
-    particle, sequence and time step for the backward pass, plus a few (K, B, max(N, C))
-    arrays per step and the parameters with Adam's moments."""
+    particle, sequence and time step for the backward pass (AR(1) observation noise: + 6 C,
+    its step keeps three (K·B, C) float64 arrays), plus a few (K, B, max(N, C)) arrays per step
+    and the parameters with Adam's moments (and a C×C innovation covariance)."""
     t = tcfg.window if tcfg.window is not None else n_time
     b = tcfg.batch_size if tcfg.window is not None else min(tcfg.batch_size, n_trials)
     k, n, c, r = tcfg.n_particles, mcfg.n_units, mcfg.n_channels, mcfg.rank
-    floats = (k * b * t * (50 + c / 4) + 6 * k * b * max(n, c)
-              + 12 * (n * r + c * r + n + c))
+    ar = mcfg.observation == "gaussian_ar1"
+    floats = (k * b * t * (50 + c / 4 + (6 * c if ar else 0)) + 6 * k * b * max(n, c)
+              + 12 * (n * r + c * r + n + c + (c * c if ar else 0)))
     return int(4 * floats) + _BASE_BYTES
 
 
@@ -1307,11 +1309,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                 eps = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
                 z = tr.mean(z, drive) + eps @ L.T
             pred = (w * ob.mean(z)).sum(1)  # (T-k, B, C)
-            if hasattr(ob, "ar"):  # AR(1) noise: E[e_{t+k} | e_t] = a^k e_t
+            if ob.noise_memory:  # noise correlated in time: add its own k-step prediction
                 yb = torch.as_tensor(data.values[start:start + B, :data.n_time - k],
                                      dtype=z.dtype, device=z.device).transpose(0, 1)
                 e_t = (w * (yb.unsqueeze(1) - ob.mean(res.particles[:-k]))).sum(1)
-                pred = pred + ob.ar() ** k * e_t
+                pred = pred + ob.predict_noise(e_t, k)
             out[start:start + B, k:] = pred.transpose(0, 1).cpu().numpy()
             start += B
         return out
@@ -1578,7 +1580,13 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} belongs to the AR(1) noise of "
                                  f"observation='gaussian_ar1'; got observation={obs!r}.")
         if noise_x_cov is not None and noise_x is not None:
-            raise ValueError("give noise_x (SDs) or noise_x_cov (a covariance), not both.")
+            # both, as est.parameters_ holds them: the SDs must be the covariance's
+            sds = np.sqrt(np.clip(np.diag(np.asarray(noise_x_cov, dtype=float)), 0, None))
+            if np.shape(noise_x) not in ((), sds.shape) or not np.allclose(
+                    noise_x, sds, rtol=1e-5, atol=1e-8):
+                raise ValueError("noise_x (SDs) and noise_x_cov (a covariance) disagree: give "
+                                 "one of them, or noise_x = sqrt(diag(noise_x_cov)).")
+            noise_x = None
         n_ch, obs_arrays = obs_cls.check_arrays(U, {"C": C, "d": d, "noise_x": noise_x,
                                                     "noise_ar": noise_ar,
                                                     "noise_x_cov": noise_x_cov,

@@ -121,7 +121,7 @@ def test_bad_settings_are_refused_with_a_message():
     with pytest.raises(ValueError, match="symmetric positive definite"):
         LowRankRNN.from_parameters(U=np.ones((3, 1)), V=np.ones((1, 3)),
                                    noise_x_cov=np.ones((3, 3)), observation="gaussian_ar1")
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="disagree"):
         LowRankRNN.from_parameters(U=np.ones((3, 1)), V=np.ones((1, 3)), noise_x=0.1,
                                    noise_x_cov=np.eye(3), observation="gaussian_ar1")
     with pytest.raises(ValueError, match=r"noise_ar must lie in \(-0.999, 0.999\)"):
@@ -157,3 +157,15 @@ def test_real_eeg_trains_in_float32_at_the_default_learning_rate():
                      stability_check=0, random_state=0).fit(data)
     bound = est.history_.train_bound[-1]
     assert np.isfinite(bound) and 20 < bound < 80, bound  # nats a bin; VAR(1): 61
+
+
+def test_from_parameters_takes_what_parameters_gives():
+    est = _linear_ar1()
+    twin = LowRankRNN.from_parameters(**est.parameters_, n_particles=256, random_state=0)
+    for name in ("C", "noise_x", "noise_x_cov", "noise_ar"):
+        np.testing.assert_allclose(twin.parameters_[name], est.parameters_[name], rtol=1e-10)
+    y = est.sample(2, 40, random_state=4)
+    assert twin.score(y, random_state=0) == pytest.approx(est.score(y, random_state=0))
+    p = dict(est.parameters_, noise_x=est.parameters_["noise_x"] * 2)
+    with pytest.raises(ValueError, match="disagree"):
+        LowRankRNN.from_parameters(**p)

@@ -122,6 +122,22 @@ def test_fit_eeg_edf_with_paper_preprocessing(eeg_fit, capsys):
     assert "preprocessing" in src and len(src["zscore"]["std"]) == 64
 
 
+def test_fit_eeg_with_ar1_observation_noise(tmp_path, capsys):
+    from nwb_lrnn import read_fit
+
+    out = tmp_path / "ar.nwb"
+    assert main(["fit", str(EDF), "--observation", "gaussian_ar1", "--rank", "2", "--units",
+                 "8", "--particles", "4", "--epochs", "1", "--window", "40",
+                 "--steps-per-epoch", "2", "--batch-size", "2", "--quiet",
+                 "--out", str(out)]) == 0
+    est = read_fit(out)
+    assert est.model_config_.observation == "gaussian_ar1"
+    assert est.parameters_["noise_x_cov"].shape == (64, 64)
+    assert np.all(np.abs(est.parameters_["noise_ar"]) < 0.999)
+    assert main(["info", str(out)]) == 0
+    assert "gaussian_ar1 observations" in capsys.readouterr().out
+
+
 def test_fixed_points_prints_stores_and_writes_csv(eeg_fit, tmp_path, capsys):
     import shutil
 

@@ -188,7 +188,10 @@ class OptimalGaussianProposal(Proposal):
     q(z_t | z_{t-1}, y_t) ∝ p(z_t | z_{t-1}) p(y_t | z_t) is Gaussian with a covariance shared by
     all particles and time steps; the incremental weight is the predictive density
     N(y_t; C m_t + d, C Σ_z Cᵀ + diag σ²) of m_t = E[z_t | z_{t-1}], independent of the sample.
-    Gains and Cholesky factors are computed once per call (once per optimiser step).
+    Gains and Cholesky factors are computed once per call (once per optimiser step). With AR(1)
+    observation noise (``observation='gaussian_ar1'``) the update of z_t also sees the
+    particle's z_{t-1} (through e_{t-1} = y_{t-1} − C z_{t-1} − d) and the correlated
+    innovations are whitened: still exact, in float64, step by step (no fused loop).
     """
 
     name = "optimal"
@@ -260,20 +263,19 @@ class OptimalGaussianProposal(Proposal):
         f0["const"] = f0["const"] + 2.0 * L0.diagonal().log().sum()
         ytil = white(L, yc[:, 1:] - a * yc[:, :-1])  # (B, T-1, C)
         Cw = white(L, C.T).T
-        Caw = white(L, (a[:, None] * C).T).T
+        Caw = white(L, (a[:, None] * C).T).T  # L⁻¹ (a ⊙ C)
         f = _gaussian_update_factors(tr.noise.cov().double(), Cw, ones, ytil)
         n_obs = C.shape[0]
         logdet = f["logdet"] + 2.0 * L.diagonal().log().sum()
-        f0 = {k: v.to(dt) for k, v in f0.items()}
         K, B, R = eps.shape[1], eps.shape[2], tr.rank
-        shift0 = f0["pe"] + eps[0] @ f0["P_chol"].T
+        shift0 = f0["pe"] + eps[0].double() @ f0["P_chol"].T  # f0 stays float64 (initial)
         shift = (f["pe"].transpose(0, 1).unsqueeze(1)
                  + eps[1:].double() @ f["P_chol"].T)  # (T-1, K, B, R), float64
         ctx.extra.update(
             f0=f0, shift0=shift0, ar=True, R=R, K=K, B=B, At=f["A"].T,
             shift=shift.reshape(-1, K * B, R).unbind(0), ytil=ytil.unbind(1),
             CwT=Cw.T, CawT=Caw.T, P=f["P"],
-            CaP=Caw.T @ Cw @ f["P"])  # z_{t-1} ↦ P C̃ᵀ (a ⊙ C̃) z_{t-1}, as rows
+            CaP=Caw.T @ Cw @ f["P"])  # z_{t-1} ↦ P C̃ᵀ L⁻¹ (a ⊙ C) z_{t-1}, as rows
         ctx.log_weight_offset = (-0.5 * (y.shape[1] - 1) * (logdet + n_obs * _LOG_2PI)).to(
             dt).expand(B)
         return ctx
@@ -284,7 +286,7 @@ class OptimalGaussianProposal(Proposal):
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
         # float64 (see _prepare_ar1): large whitened terms cancel in r and in |r|² − vᵀ P v
         m2, w = m.reshape(-1, R).double(), z_prev.reshape(-1, R).double()
-        aw = w @ x["CawT"]  # (a ⊙ C̃) z_{t-1}, (K·B, C)
+        aw = w @ x["CawT"]  # L⁻¹ (a ⊙ C) z_{t-1}, (K·B, C)
         yk = (x["ytil"][t - 1].unsqueeze(0) + aw.view(K, B, -1)).reshape(K * B, -1)
         # proposal mean A m + P C̃ᵀ ỹ_k: the data part is in shift, the particle's here
         z = torch.addmm(x["shift"][t - 1], m2, x["At"]) + w @ x["CaP"]
@@ -296,9 +298,10 @@ class OptimalGaussianProposal(Proposal):
     def initial(self, ctx):
         tr = ctx.model.transition
         f0 = ctx.extra["f0"]
-        m = tr.init_mean.expand_as(ctx.eps[0])
+        m = tr.init_mean.expand_as(ctx.eps[0]).to(f0["A"].dtype)  # AR(1) noise: float64
         z = m @ f0["A"].T + ctx.extra["shift0"]
-        return z, -0.5 * (((m @ f0["Q"] + f0["lin"]) * m).sum(-1) + f0["const"])
+        logw = -0.5 * (((m @ f0["Q"] + f0["lin"]) * m).sum(-1) + f0["const"])
+        return z.to(ctx.eps.dtype), logw.to(ctx.eps.dtype)
 
     def run_fused(self, ctx, z0, logw0, resampler, generator):
         """Steps 1..T-1 with a hand-written backward (:class:`~.fused.OptimalLoop`).

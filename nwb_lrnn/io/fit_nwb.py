@@ -550,9 +550,10 @@ def _atomic_write(path: Path, write, *, copy: bool, exclusive: bool = False, sho
                 os.replace(tmp, path)
         except BaseException as err:
             tmp.unlink(missing_ok=True)
+            err = _hdf5_write_failure(err)
             if isinstance(err, OSError) and not isinstance(err, FileExistsError):
                 raise _write_error(err, shown, tmp) from None
-            raise
+            raise err
     return path
 
 
@@ -630,12 +631,6 @@ def _isolated(write, tmp: Path, shown) -> None:
     if not (isinstance(kind, type) and issubclass(kind, BaseException)):
         kind = OSError
     code = rep.get("errno") if isinstance(rep.get("errno"), int) else None
-    # HDF5 reports a failed write of its own (at close: "Set slist enabled failed (file
-    # write failed: ... errno = 27, error message = 'File too large' ...)") as h5py's
-    # RuntimeError: it is the disk's error, an OSError with that errno
-    failed_write = re.search(r"write failed.*?errno = (\d+)", msg, re.S)
-    if failed_write and not issubclass(kind, OSError):
-        kind, code = OSError, int(failed_write.group(1))
     try:
         err = kind(msg)  # the child's error: same class and message
     except TypeError:  # an exception class that needs other arguments
@@ -643,6 +638,18 @@ def _isolated(write, tmp: Path, shown) -> None:
     if isinstance(err, OSError):
         err.errno = code
     raise err
+
+
+def _hdf5_write_failure(err: BaseException) -> BaseException:
+    """HDF5 reports a failed write of its own (at close: "Set slist enabled failed (file
+    write failed: ... errno = 27, error message = 'File too large' ...)") as h5py's
+    RuntimeError: it is the disk's error, an OSError with that errno; others unchanged."""
+    failed = re.search(r"write failed.*?errno = (\d+)", str(err), re.S)
+    if failed is None or isinstance(err, OSError):
+        return err
+    out = OSError(str(err))
+    out.errno = int(failed.group(1))
+    return out
 
 
 def _die_with_parent() -> None:

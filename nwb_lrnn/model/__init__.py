@@ -12,6 +12,7 @@ from .nonlinearities import (
 )
 from .observation import (
     ExpLink,
+    GaussianAR1Observation,
     GaussianObservation,
     ObservationModel,
     PoissonObservation,
@@ -22,7 +23,7 @@ from .transition import LowRankTransition
 
 __all__ = [
     "NONLINEARITIES", "ClippedReLU", "DiagonalCovariance", "ExpLink", "FullCovariance",
-    "GaussianCovariance", "GaussianObservation", "Identity", "LowRankRNNModel",
-    "LowRankTransition", "ModelConfig", "Nonlinearity", "ObservationModel",
+    "GaussianAR1Observation", "GaussianCovariance", "GaussianObservation", "Identity",
+    "LowRankRNNModel", "LowRankTransition", "ModelConfig", "Nonlinearity", "ObservationModel",
     "PoissonObservation", "ReLU", "SoftplusLink", "Tanh", "get_nonlinearity",
 ]

@@ -150,6 +150,9 @@ class ObservationModel(nn.Module):
     proposals : tuple of str or None
         The only proposals that can filter it (None: every proposal made for it). A model
         whose y_t depends on more than z_t (as AR noise makes it) needs a proposal that knows.
+    noise_memory : bool
+        True when the noise is correlated in time; :meth:`predict_noise` then gives its
+        k-step prediction (``LowRankRNN.predict_ahead`` adds it).
     n_channels : int
     """
 
@@ -157,6 +160,7 @@ class ObservationModel(nn.Module):
     name: ClassVar[str] = ""
     default_proposal: ClassVar[str] = "bootstrap"
     proposals: ClassVar[tuple[str, ...] | None] = None
+    noise_memory: ClassVar[bool] = False
     n_channels: int
 
     @classmethod
@@ -226,6 +230,10 @@ class ObservationModel(nn.Module):
     def sample(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw y ~ p(y | z), shape (..., n_channels)."""
         raise NotImplementedError
+
+    def predict_noise(self, residual: torch.Tensor, k: int) -> torch.Tensor:
+        """E[e_{t+k} | e_t = residual] for noise with memory (zero for white noise)."""
+        return torch.zeros_like(residual)
 
 
 class GaussianObservation(ObservationModel):
@@ -323,7 +331,7 @@ class GaussianObservation(ObservationModel):
 class GaussianAR1Observation(ObservationModel):
     """y_t = C z_t + d + e_t with e_t = a ⊙ e_{t-1} + η_t, η_t ~ N(0, Σ_η).
 
-    Each channel's noise is an AR(1) process with coefficient a_i in (-1, 1), and the
+    Each channel's noise is an AR(1) process with coefficient a_i in (-0.999, 0.999), and the
     innovations η_t are correlated across channels (Σ_η full, as EEG against a common
     reference needs); stationary from the first bin (e_0 ~ N(0, Σ_e), Σ_e,ij =
     Σ_η,ij / (1 − a_i a_j)). Given the previous bin, y_t is Gaussian in (z_t, z_{t-1}):
@@ -339,14 +347,17 @@ class GaussianAR1Observation(ObservationModel):
     Parameters: ``C`` (n_channels, R), ``d``, ``raw_ar`` with a = 0.999 tanh(raw_ar), and
     the innovations' covariance ``innovation`` (a full Cholesky factor). Named arrays: ``C``,
     ``d``, ``noise_x`` (the innovations' SDs), ``noise_x_cov`` (Σ_η) and ``noise_ar`` (a).
-    The work per particle and step is that of the white model (R-dimensional); whitening the
-    data costs O(C²) per bin once per filter call.
+    Cost: whitening the data is O(C²) per bin once per filter call; each step then works on
+    (particles, C) arrays in float64, O(C R) per particle against the white model's O(R²),
+    without the white model's fused loop (rank 3, 64 channels: 670 s against 234 s for the
+    same 150-epoch EEG fit).
     """
 
     kind = "continuous"
     name = "gaussian_ar1"
     default_proposal = "optimal"
     proposals = ("optimal",)
+    noise_memory = True
 
     @classmethod
     def build(cls, config, *, transition, generator=None):
@@ -491,6 +502,9 @@ class GaussianAR1Observation(ObservationModel):
         for t in range(1, shape[-2]):
             out[..., t, :] = a * out[..., t - 1, :] + eta[..., t, :]
         return out
+
+    def predict_noise(self, residual, k):
+        return self.ar() ** k * residual
 
     def sample(self, z, generator=None):
         """y = C z + d + e with AR(1) noise along the time axis (z: (..., T, R))."""

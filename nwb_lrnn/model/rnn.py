@@ -32,7 +32,8 @@ class ModelConfig:
         Number of observed channels.
     n_inputs : int
         Number of external inputs (0 for none).
-    observation : {'gaussian', 'poisson'}
+    observation : {'gaussian', 'gaussian_ar1', 'poisson'}
+        A name in the observation registry (:data:`~nwb_lrnn.model.observation.OBSERVATIONS`).
     nonlinearity : dict
         Config of the nonlinearity, e.g. ``{"name": "clipped_relu", "clip": 1.0}``.
     noise_cov : {'diag', 'full'}
