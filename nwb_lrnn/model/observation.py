@@ -236,7 +236,46 @@ class ObservationModel(nn.Module):
         return torch.zeros_like(residual)
 
 
-class GaussianObservation(ObservationModel):
+class _AffineReadout(ObservationModel):
+    """What the Gaussian observation models share: the affine readout C z + d.
+
+    Registers ``C`` (n_channels, R) and ``d`` (n_channels,) first, so subclasses keep the
+    parameter order (and the names) that saved fits and optimiser states rely on.
+    """
+
+    @classmethod
+    def build(cls, config, *, transition, generator=None):
+        return cls(config.n_channels, config.rank, generator=generator)
+
+    def __init__(self, n_channels: int, rank: int, *,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_channels = int(n_channels)
+        self.C = nn.Parameter(torch.randn(n_channels, rank, generator=generator)
+                              / math.sqrt(rank))
+        self.d = nn.Parameter(torch.zeros(n_channels))
+
+    def mean(self, z):
+        return z @ self.C.T + self.d
+
+    @torch.no_grad()
+    def _init_readout(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
+        """Set C to the top principal axes of ``flat`` (n, n_channels) and d to its mean;
+        return the data's covariance (n_channels, n_channels)."""
+        mean = flat.mean(0)
+        C, cov = pca_loadings(flat - mean, rank)
+        self.C.copy_(C.to(self.C.dtype))
+        self.d.copy_(mean)
+        return cov
+
+    @torch.no_grad()
+    def _load_readout(self, arrays: dict[str, Any]) -> None:
+        t = self.C
+        self.C.copy_(torch.as_tensor(np.array(arrays["C"], dtype=float), dtype=t.dtype))
+        self.d.copy_(torch.as_tensor(np.array(arrays["d"], dtype=float), dtype=t.dtype))
+
+
+class GaussianObservation(_AffineReadout):
     """y = C z + d + η, η ~ N(0, diag σ²).
 
     Parameters: ``C`` (n_channels, R), ``d`` (n_channels,), ``raw_sd`` (n_channels,) with
@@ -251,20 +290,13 @@ class GaussianObservation(ObservationModel):
     def accepts(cls, kind):
         return True  # counts are numbers too
 
-    @classmethod
-    def build(cls, config, *, transition, generator=None):
-        return cls(config.n_channels, config.rank, generator=generator)
-
     @torch.no_grad()
     def init_from_data(self, values, bin_size, rank):
         """PCA: C from the top principal axes, d the mean, σ the residual SD."""
-        y = values.reshape(-1, values.shape[-1]).float()
-        mean = y.mean(0)
-        C, cov = pca_loadings(y - mean, rank)
+        cov = self._init_readout(values.reshape(-1, values.shape[-1]).float(), rank)
+        C = self.C
         resid = (torch.diagonal(cov) - (C * C).sum(1)).clamp_min(
             1e-2 * cov.diagonal().mean() + 1e-8)
-        self.C.copy_(C)
-        self.d.copy_(mean)
         self.raw_sd.copy_(softplus_inverse(resid.sqrt()))
 
     def to_arrays(self):
@@ -272,10 +304,8 @@ class GaussianObservation(ObservationModel):
 
     @torch.no_grad()
     def load_arrays(self, arrays):
-        t = self.C
-        self.C.copy_(torch.as_tensor(np.array(arrays["C"], dtype=float), dtype=t.dtype))
-        self.d.copy_(torch.as_tensor(np.array(arrays["d"], dtype=float), dtype=t.dtype))
-        sd = torch.as_tensor(np.array(arrays["noise_x"], dtype=float), dtype=t.dtype)
+        self._load_readout(arrays)
+        sd = torch.as_tensor(np.array(arrays["noise_x"], dtype=float), dtype=self.C.dtype)
         self.raw_sd.copy_(softplus_inverse(sd - 1e-4))
 
     @classmethod
@@ -297,19 +327,12 @@ class GaussianObservation(ObservationModel):
 
     def __init__(self, n_channels: int, rank: int, *, sd: float = 1.0,
                  generator: torch.Generator | None = None):
-        super().__init__()
-        self.n_channels = int(n_channels)
-        self.C = nn.Parameter(torch.randn(n_channels, rank, generator=generator)
-                              / math.sqrt(rank))
-        self.d = nn.Parameter(torch.zeros(n_channels))
+        super().__init__(n_channels, rank, generator=generator)
         self.raw_sd = nn.Parameter(softplus_inverse(torch.full((n_channels,), float(sd))))
 
     def sd(self) -> torch.Tensor:
         """σ, shape (n_channels,)."""
         return softplus(self.raw_sd) + 1e-4
-
-    def mean(self, z):
-        return z @ self.C.T + self.d
 
     def log_prob(self, y, z):
         return self.log_prob_varying(y, z) + self.log_prob_constant(y)
@@ -328,7 +351,7 @@ class GaussianObservation(ObservationModel):
                                             dtype=mu.dtype)
 
 
-class GaussianAR1Observation(ObservationModel):
+class GaussianAR1Observation(_AffineReadout):
     """y_t = C z_t + d + e_t with e_t = a ⊙ e_{t-1} + η_t, η_t ~ N(0, Σ_η).
 
     Each channel's noise is an AR(1) process with coefficient a_i in (-0.999, 0.999), and the
@@ -359,17 +382,9 @@ class GaussianAR1Observation(ObservationModel):
     proposals = ("optimal",)
     noise_memory = True
 
-    @classmethod
-    def build(cls, config, *, transition, generator=None):
-        return cls(config.n_channels, config.rank, generator=generator)
-
     def __init__(self, n_channels: int, rank: int, *, sd: float = 1.0,
                  generator: torch.Generator | None = None):
-        super().__init__()
-        self.n_channels = int(n_channels)
-        self.C = nn.Parameter(torch.randn(n_channels, rank, generator=generator)
-                              / math.sqrt(rank))
-        self.d = nn.Parameter(torch.zeros(n_channels))
+        super().__init__(n_channels, rank, generator=generator)
         self.raw_ar = nn.Parameter(torch.zeros(n_channels))
         self.innovation = FullCovariance(n_channels, sd)
 
@@ -395,22 +410,14 @@ class GaussianAR1Observation(ObservationModel):
         a = self.ar()
         return self.sd() / torch.sqrt(1.0 - a * a)
 
-    def mean(self, z):
-        return z @ self.C.T + self.d
-
     @torch.no_grad()
     def init_from_data(self, values, bin_size, rank):
         """PCA for C and d; a from the lag-1 autocorrelation of each channel's residual
         (clipped to [0, 0.98]); Σ_η the covariance of the residual's innovations
         e_t − a ⊙ e_{t-1}, shrunk towards its diagonal by 5 % (kept positive definite)."""
         y = values.to(self.C.dtype)
-        flat = y.reshape(-1, y.shape[-1])
-        mean = flat.mean(0)
-        C, cov = pca_loadings(flat - mean, rank)
-        C = C.to(self.C.dtype)
-        self.C.copy_(C)
-        self.d.copy_(mean)
-        resid = self._residual(y - mean, C)
+        cov = self._init_readout(y.reshape(-1, y.shape[-1]), rank)
+        resid = self._residual(y - self.d, self.C)
         floor = 1e-2 * cov.diagonal().mean() + 1e-8
         var = resid.pow(2).mean((0, 1)).clamp_min(floor)
         if y.shape[1] > 1:
@@ -437,9 +444,8 @@ class GaussianAR1Observation(ObservationModel):
 
     @torch.no_grad()
     def load_arrays(self, arrays):
+        self._load_readout(arrays)
         t = self.C
-        self.C.copy_(torch.as_tensor(np.array(arrays["C"], dtype=float), dtype=t.dtype))
-        self.d.copy_(torch.as_tensor(np.array(arrays["d"], dtype=float), dtype=t.dtype))
         cov = arrays.get("noise_x_cov")
         if cov is None:
             cov = np.diag(np.asarray(arrays["noise_x"], dtype=float) ** 2)
