@@ -271,28 +271,45 @@ class OptimalGaussianProposal(Proposal):
         shift0 = f0["pe"] + eps[0].double() @ f0["P_chol"].T  # f0 stays float64 (initial)
         shift = (f["pe"].transpose(0, 1).unsqueeze(1)
                  + eps[1:].double() @ f["P_chol"].T)  # (T-1, K, B, R), float64
+        # Per step, with g = [m, w] (m = E[z_t | z_{t-1}], w = z_{t-1}) and u = C̃ₐ w − C̃ m:
+        # r = ỹ_t + u, |r|² = |ỹ_t|² + 2 g·[−p_t, q_t] + gᵀ H g, v = C̃ᵀ r = p_t + g W_v,
+        # with p_t = C̃ᵀ ỹ_t, q_t = C̃ₐᵀ ỹ_t and the (2R, ·) Gram blocks below: one
+        # (K·B, 2R) @ (2R, 4R) product per step instead of four through the C channels.
+        # Measured (forward + backward of one filter call, rank 3, 64 units, B=8, T=200,
+        # K=64, 1 thread, same run): 64 channels 0.389 s through the channels -> 0.359 s
+        # (load 0.1), 256 channels 0.915 s -> 0.266 s (load 0.5). Float64 keeps the
+        # expanded |r|² exact enough: |ỹ|² ~ 10⁸ leaves ~10⁻⁸ nats of rounding.
+        Gww, Gwa, Gaa = Cw.T @ Cw, Cw.T @ Caw, Caw.T @ Caw
+        CaP = Caw.T @ Cw @ f["P"]  # z_{t-1} ↦ P C̃ᵀ L⁻¹ (a ⊙ C) z_{t-1}, as rows
+        W = torch.cat([
+            torch.cat([f["A"].T, -Gww, Gww, -Gwa], 1),
+            torch.cat([CaP, Gwa.T, -Gwa.T, Gaa], 1)], 0)  # (2R, 4R)
+        p, q = ytil @ Cw, ytil @ Caw  # (B, T-1, R)
+        lin2 = (2.0 * torch.cat([-p, q], -1)).transpose(0, 1).unsqueeze(1).expand(
+            -1, K, -1, -1).reshape(-1, K * B, 2 * R)
+        pk = p.transpose(0, 1).unsqueeze(1).expand(-1, K, -1, -1).reshape(-1, K * B, R)
+        yy = (ytil * ytil).sum(-1).transpose(0, 1).unsqueeze(1).expand(-1, K, -1).reshape(
+            -1, K * B)
         ctx.extra.update(
-            f0=f0, shift0=shift0, ar=True, R=R, K=K, B=B, At=f["A"].T,
-            shift=shift.reshape(-1, K * B, R).unbind(0), ytil=ytil.unbind(1),
-            CwT=Cw.T, CawT=Caw.T, P=f["P"],
-            CaP=Caw.T @ Cw @ f["P"])  # z_{t-1} ↦ P C̃ᵀ L⁻¹ (a ⊙ C) z_{t-1}, as rows
+            f0=f0, shift0=shift0, ar=True, R=R, K=K, B=B, W=W, P=f["P"],
+            shift=shift.reshape(-1, K * B, R).unbind(0), lin2=lin2.unbind(0),
+            pk=pk.unbind(0), yy=yy.unbind(0))
         ctx.log_weight_offset = (-0.5 * (y.shape[1] - 1) * (logdet + n_obs * _LOG_2PI)).to(
             dt).expand(B)
         return ctx
 
     def _step_ar1(self, ctx, t, z_prev):
         x = ctx.extra
-        K, B, R = x["K"], x["B"], x["R"]
+        R = x["R"]
         m = ctx.model.transition.mean(z_prev, ctx.drive_at(t))
-        # float64 (see _prepare_ar1): large whitened terms cancel in r and in |r|² − vᵀ P v
-        m2, w = m.reshape(-1, R).double(), z_prev.reshape(-1, R).double()
-        aw = w @ x["CawT"]  # L⁻¹ (a ⊙ C) z_{t-1}, (K·B, C)
-        yk = (x["ytil"][t - 1].unsqueeze(0) + aw.view(K, B, -1)).reshape(K * B, -1)
+        # float64 (see _prepare_ar1): large whitened terms cancel in |r|² − vᵀ P v
+        g = torch.cat([m, z_prev], -1).reshape(-1, 2 * R).double()
+        out = g @ x["W"]
         # proposal mean A m + P C̃ᵀ ỹ_k: the data part is in shift, the particle's here
-        z = torch.addmm(x["shift"][t - 1], m2, x["At"]) + w @ x["CaP"]
-        r = yk - m2 @ x["CwT"]
-        v = r @ x["CwT"].T
-        logw = -0.5 * ((r * r).sum(-1) - ((v @ x["P"]) * v).sum(-1))
+        z = x["shift"][t - 1] + out[:, :R]
+        v = x["pk"][t - 1] + out[:, R:2 * R]
+        quad = ((out[:, 2 * R:] + x["lin2"][t - 1]) * g).sum(-1)
+        logw = -0.5 * (x["yy"][t - 1] + quad - ((v @ x["P"]) * v).sum(-1))
         return z.to(m.dtype).view(m.shape), logw.to(m.dtype).view(m.shape[:-1])
 
     def initial(self, ctx):
