@@ -291,7 +291,7 @@ class OptimalGaussianProposal(Proposal):
         yy = (ytil * ytil).sum(-1).transpose(0, 1).unsqueeze(1).expand(-1, K, -1).reshape(
             -1, K * B)
         ctx.extra.update(
-            f0=f0, shift0=shift0, ar=True, R=R, K=K, B=B, W=W, P=f["P"],
+            f0=f0, shift0=shift0, ar=True, R=R, W=W, P=f["P"],
             shift=shift.reshape(-1, K * B, R).unbind(0), lin2=lin2.unbind(0),
             pk=pk.unbind(0), yy=yy.unbind(0))
         ctx.log_weight_offset = (-0.5 * (y.shape[1] - 1) * (logdet + n_obs * _LOG_2PI)).to(
