@@ -8,8 +8,9 @@ Where the CLI differs on purpose, the constant says so.
 RANK = 2
 CLI_RANK = 3  # the CLI's: the rank of the paper's EEG fits (its main job)
 N_UNITS = 64
-OBSERVATION_NAMES = ("auto", "gaussian", "gaussian_ar1", "poisson")  # the registry's, for the
-# CLI's choices without torch (tests/test_ar1_observation.py checks they agree)
+# the registry's, for the CLI's choices without torch
+OBSERVATION_NAMES = ("auto", "gaussian", "gaussian_ar1", "gaussian_var1", "poisson")
+# (tests/test_ar1_observation.py checks they agree)
 NONLINEARITY = "clipped_relu"  # bounded: the generated dynamics cannot run away
 N_PARTICLES = 32
 MAX_EPOCHS = 200

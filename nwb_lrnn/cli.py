@@ -1070,7 +1070,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observation", default="auto", choices=_defaults.OBSERVATION_NAMES,
                    help="observation model: 'auto' (counts: poisson, else gaussian), "
                         "'gaussian_ar1' (Gaussian noise that is AR(1) in time, for smooth "
-                        "signals such as EEG)")
+                        "signals such as EEG), 'gaussian_var1' (that noise a VAR(1) across "
+                        "channels)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
     p.add_argument("--particles", type=int, default=_defaults.N_PARTICLES,

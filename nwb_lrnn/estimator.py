@@ -202,13 +202,14 @@ def _fit_bytes(tcfg, mcfg, n_trials: int, n_time: int) -> int:
     """Estimated peak bytes of training: the particle filter keeps ~50 + C/4 floats per
     particle, sequence and time step for the backward pass (AR(1) observation noise: + 6 C,
     its step keeps three (K·B, C) float64 arrays), plus a few (K, B, max(N, C)) arrays per step
-    and the parameters with Adam's moments (and a C×C innovation covariance)."""
+    and the parameters with Adam's moments (and the AR noise's C×C matrices)."""
     t = tcfg.window if tcfg.window is not None else n_time
     b = tcfg.batch_size if tcfg.window is not None else min(tcfg.batch_size, n_trials)
     k, n, c, r = tcfg.n_particles, mcfg.n_units, mcfg.n_channels, mcfg.rank
-    ar = mcfg.observation == "gaussian_ar1"
+    ar = mcfg.observation in ("gaussian_ar1", "gaussian_var1")
+    n_cc = {"gaussian_ar1": 1, "gaussian_var1": 2}.get(mcfg.observation, 0)  # C×C parameters
     floats = (k * b * t * (50 + c / 4 + (6 * c if ar else 0)) + 6 * k * b * max(n, c)
-              + 12 * (n * r + c * r + n + c + (c * c if ar else 0)))
+              + 12 * (n * r + c * r + n + c + n_cc * c * c))
     return int(4 * floats) + _BASE_BYTES
 
 
@@ -297,11 +298,13 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         Latent dimension R (1 <= R <= n_units).
     n_units : int
         Number of RNN units N.
-    observation : {'auto', 'gaussian', 'gaussian_ar1', 'poisson'}
+    observation : {'auto', 'gaussian', 'gaussian_ar1', 'gaussian_var1', 'poisson'}
         'auto' picks 'poisson' for counts and 'gaussian' for continuous data.
         'gaussian_ar1' gives each channel's noise an AR(1) coefficient: for continuous signals
         whose part beyond the latents is smooth in time (EEG); it is filtered with the optimal
-        proposal (a slower, step-by-step loop than 'gaussian').
+        proposal (a slower, step-by-step loop than 'gaussian'). 'gaussian_var1' makes that
+        noise a VAR(1) across channels (a full map A), so that its stationary covariance can
+        be the data's: for channels whose noise couples (EEG against a common reference).
     nonlinearity : {'clipped_relu', 'relu', 'tanh', 'identity'} | dict | Nonlinearity
         φ. The default, a clipped ReLU (φ(x) = min(max(x, 0), 1)), bounds the latent map, so
         generated data cannot diverge; with a plain ReLU a teacher–student fit with the same
@@ -1488,6 +1491,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                         noise_x: float | np.ndarray | None = None,
                         noise_ar: float | np.ndarray | None = None,
                         noise_x_cov: np.ndarray | None = None,
+                        noise_ar_matrix: np.ndarray | None = None,
                         observation: str = "gaussian", bin_size: float = 1.0,
                         init_mean: np.ndarray | None = None,
                         init_sd: float | np.ndarray = 1.0, link: str = "softplus",
@@ -1514,15 +1518,18 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
             Poisson default: one-to-one readout of the units (``readout='units'``).
         d : ndarray, shape (n_channels,), optional
         noise_x : float or ndarray (n_channels,), optional
-            Gaussian observation SD (default 0.1); with ``observation='gaussian_ar1'`` the SD
-            of the noise's innovations.
+            Gaussian observation SD (default 0.1); with ``observation='gaussian_ar1'`` or
+            ``'gaussian_var1'`` the SD of the noise's innovations.
         noise_ar : float or ndarray (n_channels,), optional
             ``observation='gaussian_ar1'`` only: the AR(1) coefficient of each channel's noise,
             in (-0.999, 0.999) (default 0).
         noise_x_cov : ndarray (n_channels, n_channels), optional
-            ``observation='gaussian_ar1'`` only: the covariance of the noise's innovations
-            (instead of ``noise_x``; default diag(noise_x²)).
-        observation : {'gaussian', 'gaussian_ar1', 'poisson'}
+            ``observation='gaussian_ar1'`` or ``'gaussian_var1'``: the covariance of the
+            noise's innovations (instead of ``noise_x``; default diag(noise_x²)).
+        noise_ar_matrix : ndarray (n_channels, n_channels), optional
+            ``observation='gaussian_var1'`` only: the noise's map A in e_t = A e_{t-1} + η_t,
+            spectral radius < 0.999 (default 0).
+        observation : {'gaussian', 'gaussian_ar1', 'gaussian_var1', 'poisson'}
         bin_size : float
         init_mean, init_sd : initial-state mean (R,) and SD (scalar or (R,))
         link, readout, gain, bias : Poisson observation settings (see the class docstring)
@@ -1575,10 +1582,11 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         obs = check_option("observation", observation, tuple(OBSERVATIONS))
         obs_cls = OBSERVATIONS[obs]
         nl = get_nonlinearity(nonlinearity)
-        for name, val in (("noise_ar", noise_ar), ("noise_x_cov", noise_x_cov)):
-            if val is not None and obs != "gaussian_ar1":
-                raise ValueError(f"{name} belongs to the AR(1) noise of "
-                                 f"observation='gaussian_ar1'; got observation={obs!r}.")
+        for name, val in (("noise_ar", noise_ar), ("noise_x_cov", noise_x_cov),
+                          ("noise_ar_matrix", noise_ar_matrix)):
+            if val is not None and not obs_cls.noise_memory:
+                raise ValueError(f"{name} belongs to the AR noise of observation="
+                                 f"'gaussian_ar1' or 'gaussian_var1'; got observation={obs!r}.")
         if noise_x_cov is not None and noise_x is not None:
             # both, as est.parameters_ holds them: the SDs must be the covariance's
             sds = np.sqrt(np.clip(np.diag(np.asarray(noise_x_cov, dtype=float)), 0, None))
@@ -1590,6 +1598,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         n_ch, obs_arrays = obs_cls.check_arrays(U, {"C": C, "d": d, "noise_x": noise_x,
                                                     "noise_ar": noise_ar,
                                                     "noise_x_cov": noise_x_cov,
+                                                    "noise_ar_matrix": noise_ar_matrix,
                                                     "readout": readout, "gain": gain,
                                                     "bias": bias})
         readout = obs_arrays.get("readout", "affine")

@@ -39,5 +39,31 @@ def test_eeg_noise_oracle_prints_every_noise_kind():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [ln for ln in out.stdout.splitlines() if "D_stsp" in ln]
-    assert len(lines) == 5 and "VAR(1) of the data" in lines[0]
+    assert len(lines) == 9 and "VAR(1) of the data" in lines[0]
     assert any("correlated innovations" in ln for ln in lines)
+    assert any("VAR(5) latents + VAR(1) noise" in ln for ln in lines)
+
+
+def test_eeg_fit_diagnosis_swaps_latents_and_noise(tmp_path):
+    import argparse
+
+    from nwb_lrnn import LowRankRNN, write_nwb
+    from nwb_lrnn.cli import load_source
+
+    root = Path(__file__).parents[1]
+    edf = root / "nwb_lrnn" / "sample_data" / "S001R01.edf"
+    data = load_source(argparse.Namespace(source=str(edf), bin_size=None, asset=None,
+                                          eeg_preprocessing="zscore"))
+    est = LowRankRNN(rank=2, n_units=16, observation="gaussian_var1", max_epochs=1,
+                     steps_per_epoch=3, window=50, batch_size=4, n_particles=8,
+                     validation_fraction=0.2, stability_check=0, verbose=False,
+                     random_state=0).fit(data)
+    path = write_nwb(est, tmp_path / "rank2.nwb", include=("model",))
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "eeg_fit_diagnosis.py"),
+                          str(path), str(edf), "--draws", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    for row in ("posterior latents + generated noise", "generated latents + posterior residual",
+                "noise's stationary covariance", "stretch just before the held-out part"):
+        assert row in text, text

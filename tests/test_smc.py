@@ -272,15 +272,17 @@ def _ar1_model(seed=0, ar=0.8, obs_sd=0.3, n_channels=4):
 
 
 def kalman_log_marginal_ar1(model, y):
-    """Exact log p(y) with AR(1) observation noise: a Kalman filter on the state (z, e)."""
+    """Exact log p(y) with AR(1) or VAR(1) observation noise: a Kalman filter on the state
+    (z, e)."""
     tr, ob = model.transition, model.observation
     with torch.no_grad():
         R, C = tr.rank, ob.n_channels
         A = torch.zeros(R + C, R + C, dtype=torch.float64)
         A[:R, :R] = torch.diag(tr.decay.expand(R)) + tr.V @ tr.U
-        A[R:, R:] = torch.diag(ob.ar())
+        a = ob.ar()  # (C,) for gaussian_ar1, (C, C) for gaussian_var1
+        A[R:, R:] = a if a.ndim == 2 else torch.diag(a)
         b = torch.cat([-tr.V @ tr.h, torch.zeros(C, dtype=torch.float64)])
-        Q = torch.block_diag(tr.noise.cov(), ob.innovation.cov())
+        Q = torch.block_diag(tr.noise.cov(), ob.chol() @ ob.chol().T)
         H = torch.cat([ob.C, torch.eye(C, dtype=torch.float64)], 1)
         out = []
         for seq in y:

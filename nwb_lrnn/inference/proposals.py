@@ -195,7 +195,7 @@ class OptimalGaussianProposal(Proposal):
     """
 
     name = "optimal"
-    observations = ("gaussian", "gaussian_ar1")
+    observations = ("gaussian", "gaussian_ar1", "gaussian_var1")
 
     def prepare(self, model, y, inputs, eps):
         obs = model.observation
@@ -247,9 +247,9 @@ class OptimalGaussianProposal(Proposal):
         """
         obs, tr = model.observation, model.transition
         dt = y.dtype
-        a = obs.ar().double()
+        ar = obs.ar_fn(torch.float64)  # e ↦ a ⊙ e (gaussian_ar1) or A e (gaussian_var1)
         L = obs.chol().double()
-        L0 = torch.linalg.cholesky(obs.stationary_cov().double())
+        L0 = obs.stationary_chol().double()
         yc = (y - obs.d).double()
         C = obs.C.double()
 
@@ -257,13 +257,13 @@ class OptimalGaussianProposal(Proposal):
             flat = x.reshape(-1, x.shape[-1]).T
             return torch.linalg.solve_triangular(M, flat, upper=False).T.reshape(x.shape)
 
-        ones = torch.ones_like(a)
+        ones = torch.ones(C.shape[0], dtype=torch.float64, device=C.device)
         f0 = _gaussian_update_factors(tr.init_noise.cov().double(), white(L0, C.T).T, ones,
                                       white(L0, yc[:, 0]))
         f0["const"] = f0["const"] + 2.0 * L0.diagonal().log().sum()
-        ytil = white(L, yc[:, 1:] - a * yc[:, :-1])  # (B, T-1, C)
+        ytil = white(L, yc[:, 1:] - ar(yc[:, :-1]))  # (B, T-1, C)
         Cw = white(L, C.T).T
-        Caw = white(L, (a[:, None] * C).T).T  # L⁻¹ (a ⊙ C)
+        Caw = white(L, ar(C.T)).T  # L⁻¹ (a ⊙ C), or L⁻¹ A C
         f = _gaussian_update_factors(tr.noise.cov().double(), Cw, ones, ytil)
         n_obs = C.shape[0]
         logdet = f["logdet"] + 2.0 * L.diagonal().log().sum()

@@ -220,7 +220,8 @@ def _model_group(record: FitRecord, description: str, source: dict):
     )
     if hist.get("val_bound"):
         kwargs["validation_bound"] = np.asarray(hist["val_bound"], dtype=float)
-    for opt in ("B", "C", "d", "noise_x", "noise_x_cov", "noise_ar", "gain", "bias"):
+    for opt in ("B", "C", "d", "noise_x", "noise_x_cov", "noise_ar", "noise_ar_matrix",
+                "gain", "bias"):
         if p.get(opt) is not None:
             kwargs[opt] = np.asarray(p[opt], dtype=float)
     return Model(**kwargs)

@@ -38,8 +38,8 @@ class FitRecord:
         The model's named parameters as the fit file's datasets hold them (``U`` (N, R), ``V``
         (R, N), ``h``, ``decay``, ``noise_z``, ``init_mean``, ``init_sd``, ``nonlinearity``
         (a dict) and, when the model has them, ``B``, ``C``, ``d``, ``noise_x``,
-        ``noise_x_cov``, ``noise_ar``, ``gain``, ``bias``). Written for readers without
-        nwb_lrnn; empty in a record read back (the model is rebuilt from ``state``).
+        ``noise_x_cov``, ``noise_ar``, ``noise_ar_matrix``, ``gain``, ``bias``). Written for
+        readers without nwb_lrnn; empty in a record read back (the model is rebuilt from ``state``).
     zscore : dict, optional
         ``{'mean': [...], 'std': [...]}`` per channel when the fitted data were z-scored (EEG),
         so that generated data can be given back in the recording's units.

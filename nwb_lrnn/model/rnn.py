@@ -32,7 +32,7 @@ class ModelConfig:
         Number of observed channels.
     n_inputs : int
         Number of external inputs (0 for none).
-    observation : {'gaussian', 'gaussian_ar1', 'poisson'}
+    observation : {'gaussian', 'gaussian_ar1', 'gaussian_var1', 'poisson'}
         A name in the observation registry (:data:`~nwb_lrnn.model.observation.OBSERVATIONS`).
     nonlinearity : dict
         Config of the nonlinearity, e.g. ``{"name": "clipped_relu", "clip": 1.0}``.

@@ -21,7 +21,7 @@ from pynwb.spec import (
 )
 
 NAME = "ndx-lrnn"
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 OUT = Path(__file__).resolve().parents[2] / "spec"
 
 
@@ -92,6 +92,9 @@ def build_types() -> list:
             _ds("noise_ar", "AR(1) coefficient of each channel's Gaussian observation noise, "
                 "e_t = a e_{t-1} + innovation (observation 'gaussian_ar1').", ["n_channels"],
                 required=False),
+            _ds("noise_ar_matrix", "Map A of the VAR(1) observation noise, e_t = A e_{t-1} + "
+                "innovation (observation 'gaussian_var1'); spectral radius < 1.",
+                ["n_channels", "n_channels_prev"], required=False),
             _ds("gain", "Per-neuron gain of the one-to-one Poisson readout.", ["n_channels"],
                 required=False),
             _ds("bias", "Per-neuron bias of the one-to-one Poisson readout.", ["n_channels"],
