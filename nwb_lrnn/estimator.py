@@ -194,21 +194,28 @@ def _apply_zscore(data: BinnedData, zscore: dict) -> BinnedData:
 # Peak memory: the growth of ru_maxrss over a 1-epoch fit (CPU, 1 thread, after imports)
 # against these estimates, for six settings (K 64-256, B 16, N 64-2048, C 8-512, T 200-800,
 # Gaussian and Poisson): the estimate was 0.67-1.51x the measured growth (2026-12-01, load
-# ~1). A fixed ~100 MiB (torch's own buffers) is included.
+# ~1). A fixed ~100 MiB (torch's own buffers) is included. The AR/VAR noise's extra term,
+# from one optimiser step's growth over the same white-noise step (K 32, B 16, T 100, N 64,
+# 1 thread, 2026-12-03, load ~0.6): 42 MiB at C 64 / R 3, 58 MiB at C 256 / R 3, 67 MiB at
+# C 64 / R 8 (the step's arrays are (K·B, 2R)-(K·B, 4R) float64 since its Gram form).
+# Found there and left: the white step itself grew 99 / 243 / 239 MiB against estimates of
+# 114 / 125 / 114 MiB, so the estimate is ~0.5x at R 8 or C 256 (not yet recalibrated).
 _BASE_BYTES = 100 << 20
 
 
 def _fit_bytes(tcfg, mcfg, n_trials: int, n_time: int) -> int:
     """Estimated peak bytes of training: the particle filter keeps ~50 + C/4 floats per
-    particle, sequence and time step for the backward pass (AR(1) observation noise: + 6 C,
-    its step keeps three (K·B, C) float64 arrays), plus a few (K, B, max(N, C)) arrays per step
-    and the parameters with Adam's moments (and the AR noise's C×C matrices)."""
+    particle, sequence and time step for the backward pass (AR or VAR(1) observation noise:
+    + 20 R + 150 + C/4, its step's float64 (K·B, 2R)-(K·B, 4R) arrays), plus a few
+    (K, B, max(N, C)) arrays per step and the parameters with Adam's moments (and the AR
+    noise's C×C matrices)."""
     t = tcfg.window if tcfg.window is not None else n_time
     b = tcfg.batch_size if tcfg.window is not None else min(tcfg.batch_size, n_trials)
     k, n, c, r = tcfg.n_particles, mcfg.n_units, mcfg.n_channels, mcfg.rank
     ar = mcfg.observation in ("gaussian_ar1", "gaussian_var1")
     n_cc = {"gaussian_ar1": 1, "gaussian_var1": 2}.get(mcfg.observation, 0)  # C×C parameters
-    floats = (k * b * t * (50 + c / 4 + (6 * c if ar else 0)) + 6 * k * b * max(n, c)
+    floats = (k * b * t * (50 + c / 4 + (20 * r + 150 + c / 4 if ar else 0))
+              + 6 * k * b * max(n, c)
               + 12 * (n * r + c * r + n + c + n_cc * c * c))
     return int(4 * floats) + _BASE_BYTES
 
