@@ -24,7 +24,7 @@ def _nwbfile():
 
 
 def test_version_is_the_specs():
-    assert ndx_lrnn.__version__ == "0.3.0"
+    assert ndx_lrnn.__version__ == "0.4.0"
 
 
 def test_every_type_round_trips(tmp_path):
