@@ -247,9 +247,8 @@ class OptimalGaussianProposal(Proposal):
         """
         obs, tr = model.observation, model.transition
         dt = y.dtype
-        ar = obs.ar_fn(torch.float64)  # e ↦ a ⊙ e (gaussian_ar1) or A e (gaussian_var1)
-        L = obs.chol().double()
-        L0 = obs.stationary_chol().double()
+        # e ↦ a ⊙ e (gaussian_ar1) or A e (gaussian_var1), chol Σ_η, chol Σ_e
+        ar, L, L0 = obs.noise_factors(torch.float64)
         yc = (y - obs.d).double()
         C = obs.C.double()
 

@@ -410,19 +410,22 @@ class GaussianAR1Observation(_AffineReadout):
         return self.innovation.cov() / (1.0 - a[:, None] * a[None, :])
 
     def stationary_sd(self) -> torch.Tensor:
-        """SD of e_t, shape (n_channels,)."""
-        a = self.ar()
-        return self.sd() / torch.sqrt(1.0 - a * a)
+        """SD of e_t, sqrt(diag Σ_e), shape (n_channels,)."""
+        return self.stationary_cov().diagonal().sqrt()
 
     def stationary_chol(self) -> torch.Tensor:
         """Lower Cholesky factor of Σ_e, shape (n_channels, n_channels)."""
         return torch.linalg.cholesky(self.stationary_cov())
 
-    def ar_fn(self, dtype: torch.dtype | None = None):
-        """The noise's one-step map e ↦ a ⊙ e along the last axis, its factors computed once
-        (in ``dtype`` if given)."""
-        a = self.ar() if dtype is None else self.ar().to(dtype)
-        return lambda x: a * x
+    def noise_factors(self, dtype: torch.dtype | None = None):
+        """(f, L, L0), each computed once (in ``dtype`` if given): the noise's one-step map
+        f(e) = a ⊙ e along the last axis, chol Σ_η and chol Σ_e."""
+        a, L = self.ar(), self.chol()
+        if dtype is not None:
+            a, L = a.to(dtype), L.to(dtype)
+        # Σ_e factored in the requested dtype (float64 for the filter's first step)
+        L0 = torch.linalg.cholesky(self.stationary_cov().to(L.dtype))
+        return (lambda x: a * x), L, L0
 
     @torch.no_grad()
     def init_from_data(self, values, bin_size, rank):
@@ -475,7 +478,7 @@ class GaussianAR1Observation(_AffineReadout):
 
     @classmethod
     def check_arrays(cls, U, arrays):
-        if cls is GaussianAR1Observation and arrays.get("noise_ar_matrix") is not None:
+        if arrays.get("noise_ar_matrix") is not None:
             raise ValueError("noise_ar_matrix (a full map of the noise) belongs to "
                              "observation='gaussian_var1'; observation='gaussian_ar1' takes "
                              "noise_ar, one coefficient per channel.")
@@ -509,9 +512,7 @@ class GaussianAR1Observation(_AffineReadout):
         y : (..., T, n_channels); z : (..., T, R) -> shape of the leading dimensions.
         """
         e = y - self.mean(z)
-        f = self.ar_fn()
-        L0 = self.stationary_chol()
-        L = self.chol()
+        f, L, L0 = self.noise_factors()
         r0 = torch.linalg.solve_triangular(L0, e[..., 0, :].unsqueeze(-1), upper=False)
         lp = -0.5 * r0.pow(2).sum((-1, -2)) - L0.diagonal().log().sum()
         innov = e[..., 1:, :] - f(e[..., :-1, :])
@@ -522,19 +523,19 @@ class GaussianAR1Observation(_AffineReadout):
     def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None, *,
               device=None, dtype=None) -> torch.Tensor:
         """AR(1) noise e of shape (..., T, n_channels), stationary from the first bin."""
-        f = self.ar_fn(dtype)
         eta = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        f, L, L0 = self.noise_factors(eta.dtype)
         out = torch.empty_like(eta)
         if shape[-2] == 0:
             return out
-        out[..., 0, :] = eta[..., 0, :] @ self.stationary_chol().to(eta.dtype).T
-        eta = eta @ self.chol().to(eta.dtype).T
+        out[..., 0, :] = eta[..., 0, :] @ L0.T
+        eta = eta @ L.T
         for t in range(1, shape[-2]):
             out[..., t, :] = f(out[..., t - 1, :]) + eta[..., t, :]
         return out
 
     def predict_noise(self, residual, k):
-        f = self.ar_fn(residual.dtype)
+        f = self.noise_factors(residual.dtype)[0]
         for _ in range(k):
             residual = f(residual)
         return residual
@@ -600,13 +601,13 @@ class GaussianVAR1Observation(GaussianAR1Observation):
     def stationary_cov(self) -> torch.Tensor:
         return self.stationary.cov()
 
-    def stationary_sd(self) -> torch.Tensor:
-        return self.stationary.chol().pow(2).sum(1).sqrt()
-
-    def ar_fn(self, dtype: torch.dtype | None = None):
-        """e ↦ A e along the last axis."""
-        At = self.ar().T if dtype is None else self.ar().T.to(dtype)
-        return lambda x: x @ At
+    def noise_factors(self, dtype: torch.dtype | None = None):
+        """(f, L, L0) from one evaluation of the factors: f(e) = A e along the last axis."""
+        S, A, L = self._factors()
+        if dtype is not None:
+            S, A, L = S.to(dtype), A.to(dtype), L.to(dtype)
+        At = A.T
+        return (lambda x: x @ At), L, S
 
     @torch.no_grad()
     def _set_noise(self, A: torch.Tensor, stationary: torch.Tensor) -> None:
