@@ -1681,6 +1681,14 @@ def export_fit(est: LowRankRNN) -> FitRecord:
         zscore=None if zs is None else {"mean": list(zs["mean"]), "std": list(zs["std"])})
 
 
+def _later_buffers(module: torch.nn.Module) -> set[str]:
+    """State keys of buffers added after fits were first written (a submodule's
+    ``later_buffers``): a file without them keeps the buffer's default, which is how that
+    file's fit behaved."""
+    return {f"{name}.{b}" if name else b for name, sub in module.named_modules()
+            for b in getattr(sub, "later_buffers", ())}
+
+
 def import_fit(record: FitRecord, *, device: str = "auto") -> LowRankRNN:
     """Inverse of :func:`export_fit`: a fitted :class:`LowRankRNN`.
 
@@ -1711,8 +1719,12 @@ def import_fit(record: FitRecord, *, device: str = "auto") -> LowRankRNN:
     for prefix, module in (("model.", model), ("proposal.", proposal)):
         own = module.state_dict()
         new = {}
+        later = _later_buffers(module)
         for key, ref in own.items():
             full = prefix + key
+            if full not in state and key in later:  # written before this buffer existed
+                new[key] = ref
+                continue
             if full not in state:
                 raise ValueError(f"the fit has no tensor {full!r} (expected shape "
                                  f"{tuple(ref.shape)}); the file is incomplete.")

@@ -318,7 +318,7 @@ def test_ar1_observation_noise_log_marginal_matches_kalman():
         lp = model.observation.log_prob_sequence(y1, z)
         e = (y1 - model.observation.mean(z))[0].numpy()
         a = model.observation.ar().numpy()
-        S = model.observation.innovation.cov().numpy()
+        S = model.observation.innovation_cov().numpy()
     from scipy.stats import multivariate_normal as mvn
     S0 = S / (1 - a[:, None] * a[None, :])  # the stationary covariance
     ref = mvn.logpdf(e[0], cov=S0) + sum(mvn.logpdf(e[t], mean=a * e[t - 1], cov=S)

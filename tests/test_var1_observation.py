@@ -1,5 +1,6 @@
 """Gaussian observations with VAR(1) noise across channels (observation='gaussian_var1')."""
 
+import dataclasses
 import math
 
 import h5py
@@ -10,7 +11,7 @@ import torch
 from nwb_lrnn import LowRankRNN, read_fit, write_nwb
 from nwb_lrnn.inference import make_proposal
 from nwb_lrnn.model import LowRankRNNModel, ModelConfig
-from nwb_lrnn.model.observation import GaussianVAR1Observation
+from nwb_lrnn.model.observation import GaussianVAR1Observation, innovation_floor
 
 from .test_smc import _estimates, kalman_log_marginal_ar1
 
@@ -34,9 +35,11 @@ def _linear_var1(n=4, sd=0.3, seed=0):
                                       random_state=0)
 
 
-def test_every_parameter_value_is_a_stationary_var1():
+@pytest.mark.parametrize("floor", [0.0, 0.05])
+def test_every_parameter_value_is_a_stationary_var1(floor):
     torch.manual_seed(0)
     obs = GaussianVAR1Observation(6, 2).double()
+    obs.noise_floor.fill_(floor)
     for scale in (0.1, 3.0, 30.0):
         with torch.no_grad():
             obs.raw_coupling.normal_(0.0, scale)
@@ -47,11 +50,82 @@ def test_every_parameter_value_is_a_stationary_var1():
         Se = S @ S.T  # Σ_e = A Σ_e Aᵀ + Σ_η, and L is Σ_η's Cholesky factor
         assert torch.allclose(Se, A @ Se @ A.T + L @ L.T, atol=1e-10)
         assert torch.allclose(L, torch.tril(L)) and bool((L.diagonal() > 0).all())
+        # Σ_η never below the floor, however large the coupling
+        assert float(torch.linalg.eigvalsh(L @ L.T)[0]) >= floor * (1 - 1e-9)
         # named arrays back to parameters, exactly
         twin = GaussianVAR1Observation(6, 2).double()
         twin.load_arrays(obs.to_arrays())
         for k, v in obs.to_arrays().items():
             np.testing.assert_allclose(twin.to_arrays()[k], v, atol=1e-9, rtol=1e-9)
+
+
+def test_the_floor_is_a_tenth_of_the_datas_smallest_var1_innovation():
+    rng = np.random.default_rng(1)
+    n, T = 5, 4000
+    A = _coupled_map(n, rho=0.9, seed=1)
+    Q = np.diag([1.0, 0.5, 0.2, 0.1, 0.02])
+    y = np.zeros((2, T, n))
+    for t in range(1, T):
+        y[:, t] = y[:, t - 1] @ A.T + rng.normal(size=(2, n)) @ np.sqrt(Q)
+    y += 3.0
+    # independent: least squares per trial pair, numpy
+    yc = y - y.reshape(-1, n).mean(0)
+    X, Y = yc[:, :-1].reshape(-1, n), yc[:, 1:].reshape(-1, n)
+    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
+    E = Y - X @ coef
+    want = 0.1 * np.linalg.eigvalsh(E.T @ E / len(E))[0]
+    assert innovation_floor(torch.as_tensor(y)) == pytest.approx(want, rel=1e-4)
+    assert want == pytest.approx(0.1 * 0.02, rel=0.15)
+    # data with an exactly silent direction (an average reference): 1e-6 of the variance
+    avg = yc - yc.mean(-1, keepdims=True)
+    var = np.mean(avg[:, :-1].reshape(-1, n).var(0))
+    assert innovation_floor(torch.as_tensor(avg)) == pytest.approx(1e-6 * var, rel=0.01)
+
+
+def test_ar1_noise_keeps_its_floor_and_its_named_arrays():
+    from nwb_lrnn.model.observation import GaussianAR1Observation
+
+    torch.manual_seed(0)
+    obs = GaussianAR1Observation(5, 2).double()
+    with torch.no_grad():
+        obs.innovation.set_cov(torch.diag(torch.tensor([1.0, 0.5, 1e-9, 1e-9, 0.2])))
+        obs.raw_ar.normal_()
+    obs.noise_floor.fill_(0.03)
+    with torch.no_grad():
+        L = obs.chol()
+    lo = float(torch.linalg.eigvalsh(L @ L.T)[0])
+    assert lo == pytest.approx(0.03, rel=1e-6)  # 1e-9 + ε
+    twin = GaussianAR1Observation(5, 2).double()
+    twin.load_arrays(obs.to_arrays())
+    assert float(twin.noise_floor) == pytest.approx(0.5 * lo)
+    for k, v in obs.to_arrays().items():
+        np.testing.assert_allclose(twin.to_arrays()[k], v, atol=1e-12, rtol=1e-9)
+
+
+def test_the_fit_sets_the_floor_and_files_without_one_still_load():
+    from nwb_lrnn.estimator import export_fit, import_fit
+
+    est = _linear_var1()
+    data = est.sample(4, 60, random_state=2)
+    fit = LowRankRNN(rank=2, n_units=8, observation="gaussian_var1", max_epochs=1,
+                     n_particles=8, verbose=False, random_state=0).fit(data)
+    obs = fit.model_.observation
+    floor = float(obs.noise_floor)
+    assert 0.0 < floor < 0.1 * float(torch.linalg.eigvalsh(
+        torch.as_tensor(est.parameters_["noise_x_cov"]))[-1])
+    with torch.no_grad():
+        L = obs._factors()[2]
+    assert float(torch.linalg.eigvalsh(L @ L.T)[0]) >= floor * (1 - 1e-6)
+    record = export_fit(fit)
+    assert "model.observation.noise_floor" in record.state
+    old = dict(record.state)
+    del old["model.observation.noise_floor"]
+    twin = import_fit(dataclasses.replace(record, state=old))
+    assert float(twin.model_.observation.noise_floor) == 0.0
+    with torch.no_grad():
+        obs.noise_floor.fill_(0.0)
+        for a, b in zip(obs._factors(), twin.model_.observation._factors(), strict=True):
+            torch.testing.assert_close(a, b)
 
 
 def test_generated_noise_has_the_stationary_covariance_and_the_map():
