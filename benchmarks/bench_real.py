@@ -124,16 +124,18 @@ def main(argv: list[str] | None = None) -> int:
                 est = nwb_lrnn.read_fit(args.load / f"rank{rank}.nwb")
             else:
                 est.fit(data)
-        if args.save is not None:
-            args.save.mkdir(parents=True, exist_ok=True)
-            nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
-                               include=("model", "metrics"))
         train, test = est.split(data)
         # the baselines do not depend on the rank: fitted once, on the same split
         rows = compare_to_baselines(est, train, test, k=args.k, random_state=args.seed,
                                     baselines=base_rows is None)
         base_rows = rows[1:] if base_rows is None else base_rows
         rows = rows[:1] + base_rows
+        if args.save is not None:  # with the comparison, as nwb-lrnn fit stores it
+            args.save.mkdir(parents=True, exist_ok=True)
+            metrics = {f"{r['model']}.{k}": (float(v), "validation") for r in rows
+                       for k, v in r.items() if k != "model"}
+            nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
+                               include=("model", "metrics"), metrics=metrics)
         st = est.stability_
         took = (f"read from {args.load}" if args.load is not None
                 else f"fitted in {time.perf_counter() - t0:.0f} s")

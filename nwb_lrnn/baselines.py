@@ -457,6 +457,19 @@ _LABELS = {"loglik_per_bin": "loglik/bin", "mse_1": "MSE 1-step", "mse_k": "MSE 
            "dstsp": "D_stsp", "dh": "D_H", "rate_correlation": "rate r", "fano_ratio": "Fano ratio"}
 
 
+def badness(measure: str, value: float) -> float:
+    """How bad ``value`` of ``measure`` (a :func:`compare_to_baselines` column) is, lower
+    better: the negated log-likelihood and rate correlation, errors and distances as they are,
+    the Fano ratio's |log| (1 is best); NaN is worst."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        return math.inf
+    if measure in ("loglik_per_bin", "rate_correlation"):
+        return -value
+    if measure == "fano_ratio":
+        return abs(math.log(value)) if value > 0 else math.inf
+    return value
+
+
 def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> str:
     """:func:`compare_to_baselines` rows as an aligned text table (the best of each column
     marked ``*``: highest log-likelihood and rate correlation, lowest error and distances,
@@ -465,12 +478,9 @@ def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> st
     best: dict[str, float] = {}
     for c in cols:
         vals = [r.get(c, float("nan")) for r in rows]
-        key = {"loglik_per_bin": lambda v: -v, "rate_correlation": lambda v: -v,
-               "fano_ratio": lambda v: abs(math.log(v)) if v > 0 else math.inf}.get(
-                   c, lambda v: v)
         finite = [v for v in vals if isinstance(v, float) and math.isfinite(v)]
         if finite:
-            best[c] = min(finite, key=key)
+            best[c] = min(finite, key=lambda v, c=c: badness(c, v))
     head = [_LABELS[c].replace("k-step", f"{k}-step") if k else _LABELS[c] for c in cols]
     table = []
     for r in rows:

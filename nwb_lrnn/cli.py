@@ -825,8 +825,21 @@ def _write_fp_csv(fp, path: Path) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import make_report
+    from .report import compare_fits, format_fit_comparison, make_rank_report, make_report
 
+    if len(args.fit) > 1:  # several fits (one per rank, say) beside their stored baselines
+        if args.data:
+            raise CLIError("--data is for the report of one fit; several fits are compared "
+                           "on the held-out measures stored in them.")
+        try:
+            print(format_fit_comparison(compare_fits(args.fit)))
+            out = Path(args.out) if args.out else Path(args.fit[0]).with_name("fits_compared")
+            index = make_rank_report(args.fit, out)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        print(f"report written: {index}")
+        return 0
+    args.fit = args.fit[0]
     data = None
     if args.data:
         ns = argparse.Namespace(source=args.data, bin_size=args.bin_size, asset=None)
@@ -1151,13 +1164,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing --out file (never a recording)")
     p.set_defaults(func=_generate)
 
-    p = _add(sub, "report", help="figures and an HTML page for a fit")
-    p.add_argument("fit")
+    p = _add(sub, "report", help="figures and an HTML page for a fit; for several fits (one "
+                                  "per rank, say) a page comparing them with their baselines")
+    p.add_argument("fit", nargs="+", help="one fit file, or several to compare (each must "
+                                          "hold the held-out comparison nwb-lrnn fit stores)")
     p.add_argument("--data", help="the recorded data (same SOURCE forms as fit) for the "
                                   "data-vs-generated panels")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds, for spike --data (default 0.02; EEG keeps its rate)")
-    p.add_argument("--out", help="output folder (default: <fit>_report)")
+    p.add_argument("--out", help="output folder (default: <fit>_report; several fits: "
+                                 "fits_compared beside the first)")
     p.set_defaults(func=_report)
 
     p = _add(sub, "demo", help="the main job: fit real EEG, write NWB results and a "

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_report"]
+__all__ = ["compare_fits", "format_fit_comparison", "make_rank_report", "make_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +227,194 @@ img{{max-width:100%}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></h
 <body><h1>Low-rank RNN fit</h1><table>{table}</table>{_comparison_html(stored)}{figs}
 </body></html>
 """
+
+
+# ------------------------------------------------------------------ several fits, side by side
+def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
+    """The held-out comparisons with baselines stored in several fit files (one per rank,
+    say), side by side, and for each baseline and measure the smallest rank that beats it.
+
+    Reads only the files' metrics (h5py; no model is built). Each file must hold the rows
+    :func:`~nwb_lrnn.baselines.compare_to_baselines` gives, stored as metrics named
+    ``'<model>.<measure>'`` on the validation split, as ``nwb-lrnn fit`` writes them (or
+    ``write_nwb(..., metrics=...)``).
+
+    Parameters
+    ----------
+    fit_paths : list of paths
+        NWB fit files, typically of one recording at several ranks.
+
+    Returns
+    -------
+    dict
+        ``fits``: a list, sorted by rank, of dicts with ``path``, ``label``, ``rank``,
+        ``observation``, ``measures`` ({measure: value}) and ``sd`` ({measure: SD over the
+        generated draws}); ``baselines``: {name: {"measures": ..., "sd": ...}}, from the first
+        file; ``same_split``: whether every file holds the same baseline values (the fits were
+        measured on the same held-out part); ``first_better``: {baseline: {measure: the
+        smallest rank whose fit is better, or None}}.
+
+    Raises
+    ------
+    ValueError
+        A file holds no comparison (the message names it).
+
+    Examples
+    --------
+    >>> cmp = compare_fits(["rank2.nwb", "rank3.nwb", "rank4.nwb"])  # doctest: +SKIP
+    >>> cmp["first_better"]["var5"]["dh"]  # doctest: +SKIP
+    4
+    """
+    from .baselines import badness
+    from .io.fit_nwb import summarize_fit
+
+    fits, baselines, same = [], None, True
+    for path in fit_paths:
+        info = summarize_fit(path)
+        rows: dict[str, dict[str, float]] = {}
+        for name, value, split in info["metrics"]:
+            if split == "validation" and "." in name:
+                model, measure = name.split(".", 1)
+                rows.setdefault(model, {})[measure] = float(value)
+        if "lowrank_rnn" not in rows:
+            raise ValueError(f"{path}: the file holds no held-out comparison with baselines "
+                             "(metrics 'lowrank_rnn.<measure>' on the validation split); fit "
+                             "with nwb-lrnn fit and a validation fraction > 0, or pass "
+                             "write_nwb(..., metrics=...) the rows of compare_to_baselines.")
+        split_rows = {m: _measures(r) for m, r in rows.items()}
+        rnn = split_rows.pop("lowrank_rnn")
+        if baselines is None:
+            baselines = split_rows
+        elif split_rows and split_rows != baselines:
+            same = False
+        cfg = info["model"]
+        rank = int(cfg.get("rank", 0))
+        obs = str(cfg.get("observation", ""))
+        fits.append({"path": str(path), "label": f"rank {rank}, {obs} ({Path(path).name})",
+                     "rank": rank, "observation": obs, **rnn})
+    fits.sort(key=lambda f: f["rank"])
+    baselines = baselines or {}
+    first: dict[str, dict[str, int | None]] = {}
+    for bname, b in baselines.items():
+        first[bname] = {}
+        for measure, bval in b["measures"].items():
+            first[bname][measure] = next(
+                (f["rank"] for f in fits if measure in f["measures"]
+                 and badness(measure, f["measures"][measure]) < badness(measure, bval)), None)
+    return {"fits": fits, "baselines": baselines, "same_split": same, "first_better": first}
+
+
+def _measures(row: dict[str, float]) -> dict[str, dict[str, float]]:
+    return {"measures": {k: v for k, v in row.items() if not k.endswith("_sd")},
+            "sd": {k[:-3]: v for k, v in row.items() if k.endswith("_sd")}}
+
+
+def format_fit_comparison(cmp: dict[str, Any]) -> str:
+    """:func:`compare_fits`'s result as text: a table of every fit and baseline, then the
+    smallest rank that beats each baseline on each measure."""
+    from .baselines import _LABELS, format_comparison
+
+    rows = [{"model": f"rank {f['rank']}", **f["measures"],
+             **{f"{k}_sd": v for k, v in f["sd"].items()}} for f in cmp["fits"]]
+    rows += [{"model": name, **b["measures"], **{f"{k}_sd": v for k, v in b["sd"].items()}}
+             for name, b in cmp["baselines"].items()]
+    lines = [format_comparison(rows), ""]
+    if not cmp["same_split"]:
+        lines.append("note: the files' baselines differ: the fits were not all measured on the "
+                     "same held-out part, so their rows do not compare exactly.")
+    for bname, per in cmp["first_better"].items():
+        parts = [f"{_LABELS.get(m, m)} {'rank ' + str(r) if r is not None else 'no rank fitted'}"
+                 for m, r in per.items() if m in _LABELS]
+        lines.append(f"smallest rank better than {bname}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def make_rank_report(fit_paths: list[str | Path], out_dir: str | Path) -> Path:
+    """Write ``index.html`` and ``ranks.png`` comparing several fits of one recording (one per
+    rank, say) with the baselines stored in them (see :func:`compare_fits`).
+
+    The figure has one panel per measure: the fits' values against rank (error bars: SD over
+    the generated draws), each baseline a dashed line; the page's table marks, for each
+    baseline and measure, the smallest rank that beats it.
+
+    Returns
+    -------
+    Path of ``index.html``.
+    """
+    from . import viz
+    from .baselines import _LABELS
+
+    cmp = compare_fits(fit_paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = viz._plt()
+    measures = [m for m in _LABELS if any(m in f["measures"] for f in cmp["fits"])]
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.0),
+                             squeeze=False)
+    ranks = [f["rank"] for f in cmp["fits"]]
+    for ax, m in zip(axes[0], measures, strict=True):
+        vals = [f["measures"].get(m, float("nan")) for f in cmp["fits"]]
+        sds = [f["sd"].get(m, float("nan")) for f in cmp["fits"]]
+        err = [0.0 if not math.isfinite(v) else v for v in sds]
+        ax.errorbar(ranks, vals, yerr=err, marker="o", color="k", label="low-rank RNN",
+                    capsize=3)
+        ok = [(v - e, v + e) for v, e in zip(vals, err, strict=True) if math.isfinite(v)]
+        lo, hi = (min(a for a, _ in ok), max(b for _, b in ok)) if ok else (0.0, 1.0)
+        span = max(hi - lo, 1e-3 * max(abs(lo), abs(hi), 1e-12))
+        for j, (bname, b) in enumerate(cmp["baselines"].items()):
+            v = b["measures"].get(m)
+            if v is None or not math.isfinite(v):
+                continue
+            if lo - 3 * span <= v <= hi + 3 * span:  # far-off baselines would flatten the fits
+                ax.axhline(v, ls="--", color=f"C{j}", label=bname)
+                lo, hi = min(lo, v), max(hi, v)
+            else:
+                ax.plot([], [], ls="--", color=f"C{j}", label=f"{bname} ({v:.3g}, off scale)")
+        ax.set_ylim(lo - 0.15 * span, hi + 0.15 * span)
+        ax.legend(fontsize=6)
+        ax.set_xlabel("rank")
+        ax.set_title(_LABELS[m])
+        ax.set_xticks(sorted(set(ranks)))
+    fig.tight_layout()
+    fig.savefig(out / "ranks.png", dpi=110)
+    plt.close(fig)
+    cols = measures
+    def cell(v, sd=None):
+        spread = f" ± {sd:.2g}" if sd is not None and math.isfinite(sd) else ""
+        return f"<td>{v:.4g}{spread}</td>" if math.isfinite(v) else "<td>n/a</td>"
+
+    body = "".join(
+        f"<tr><th>{html.escape(f['label'])}</th>"
+        + "".join(cell(f["measures"].get(c, float("nan")), f["sd"].get(c)) for c in cols)
+        + "</tr>" for f in cmp["fits"])
+    body += "".join(
+        f"<tr><th>{html.escape(name)}</th>"
+        + "".join(cell(b["measures"].get(c, float("nan")), b["sd"].get(c)) for c in cols)
+        + "</tr>" for name, b in cmp["baselines"].items())
+    head = "".join(f"<th>{html.escape(_LABELS[c])}</th>" for c in cols)
+    first = "".join(
+        f"<tr><th>{html.escape(name)}</th>" + "".join(
+            f"<td>{'rank ' + str(per[c]) if per.get(c) is not None else 'none fitted'}</td>"
+            for c in cols) + "</tr>" for name, per in cmp["first_better"].items())
+    warn = ("" if cmp["same_split"] else "<p><b>The files' baselines differ</b>: the fits were "
+            "not all measured on the same held-out part.</p>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>nwb_lrnn: fits compared</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}
+img{{max-width:100%}}</style></head>
+<body><h1>Fits compared with baselines</h1>
+<p>Every fit and baseline measured on the held-out part stored with the fits: loglik/bin
+(the RNN's SMC bound, the baselines' exact one-step density; higher is better), k-step
+prediction errors, and generated-vs-held-out measures (mean ± SD over generated draws).</p>
+{warn}<table><tr><th>model</th>{head}</tr>{body}</table>
+<h2>Smallest rank that beats each baseline</h2>
+<table><tr><th>baseline</th>{head}</tr>{first}</table>
+<figure><img src="ranks.png" alt="measures against rank"><figcaption>Each measure against
+rank (error bars: SD over generated draws); dashed: the baselines (one far from every fit is
+named in the legend with its value instead of being drawn).</figcaption></figure>
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index

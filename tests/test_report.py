@@ -67,3 +67,46 @@ def test_flow_field_of_a_rank3_network_is_drawn_through_a_fixed_point():
     z0 = torch.as_tensor(np.asarray(fp.z)[[0]], dtype=est.model_.transition.U_t.dtype)
     drift = est.model_.transition.mean(z0).detach().numpy() - np.asarray(fp.z)[[0]]
     assert np.abs(drift).max() < 1e-5
+
+
+def _fit_with_comparison(tmp_path, rank, rows, name):
+    teacher = oscillator_teacher(4, 2)
+    data = teacher.sample(2, 60, random_state=0)
+    est = LowRankRNN(rank=rank, n_units=4, max_epochs=1, n_particles=4, verbose=False,
+                     random_state=0).fit(data)
+    metrics = {f"{m}.{k}": (v, "validation") for m, r in rows.items() for k, v in r.items()}
+    return write_nwb(est, tmp_path / name, data=data, metrics=metrics)
+
+
+def test_several_fits_are_compared_by_rank_with_their_baselines(tmp_path, capsys):
+    import pytest
+
+    from nwb_lrnn.report import compare_fits
+
+    var5 = {"loglik_per_bin": 1.0, "mse_1": 0.1, "dh": 0.10, "dh_sd": 0.01}
+    f2 = _fit_with_comparison(tmp_path, 2, {"lowrank_rnn": {
+        "loglik_per_bin": 0.5, "mse_1": 0.3, "dh": 0.05, "dh_sd": 0.02}, "var5": var5}, "r2.nwb")
+    f1 = _fit_with_comparison(tmp_path, 1, {"lowrank_rnn": {
+        "loglik_per_bin": 2.0, "mse_1": 0.2, "dh": 0.20, "dh_sd": 0.02}, "var5": var5}, "r1.nwb")
+    cmp = compare_fits([f2, f1])
+    assert [f["rank"] for f in cmp["fits"]] == [1, 2] and cmp["same_split"]
+    # higher log-likelihood is better, lower D_H and error: rank 1 beats VAR(5) on the first,
+    # rank 2 on D_H, none on the 1-step error
+    assert cmp["first_better"]["var5"] == {"loglik_per_bin": 1, "mse_1": None, "dh": 2}
+    assert cmp["fits"][1]["sd"]["dh"] == pytest.approx(0.02)
+    out = tmp_path / "cmp"
+    assert main(["report", str(f1), str(f2), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "smallest rank better than var5: loglik/bin rank 1, MSE 1-step no rank fitted, " \
+           "D_H rank 2" in text
+    assert (out / "ranks.png").stat().st_size > 5000
+    assert "Smallest rank that beats each baseline" in (out / "index.html").read_text()
+    # measured on another held-out part: said, not hidden
+    f3 = _fit_with_comparison(tmp_path, 3, {"lowrank_rnn": {"dh": 0.01},
+                                            "var5": {**var5, "dh": 0.3}}, "r3.nwb")
+    assert not compare_fits([f1, f3])["same_split"]
+    # a fit without a stored comparison is named
+    bare = _fit_with_comparison(tmp_path, 1, {}, "bare.nwb")
+    with pytest.raises(ValueError, match="bare.nwb: the file holds no held-out comparison"):
+        compare_fits([f1, bare])
+    assert main(["report", str(f1), str(bare)]) != 0
