@@ -86,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         args.steps_per_epoch, args.noise_cov, args.lr, args.lr_final = 50, "full", 1e-3, 1e-6
 
     import nwb_lrnn
-    from nwb_lrnn.baselines import compare_to_baselines, fa_latents, format_comparison, pca_latents
+    from nwb_lrnn.baselines import (
+        compare_to_baselines,
+        comparison_metrics,
+        fa_latents,
+        format_comparison,
+        pca_latents,
+    )
     from nwb_lrnn.cli import load_source
 
     if args.threads:
@@ -132,10 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = rows[:1] + base_rows
         if args.save is not None:  # with the comparison, as nwb-lrnn fit stores it
             args.save.mkdir(parents=True, exist_ok=True)
-            metrics = {f"{r['model']}.{k}": (float(v), "validation") for r in rows
-                       for k, v in r.items() if k != "model"}
             nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
-                               include=("model", "metrics"), metrics=metrics)
+                               include=("model", "metrics"), metrics=comparison_metrics(rows))
         st = est.stability_
         took = (f"read from {args.load}" if args.load is not None
                 else f"fitted in {time.perf_counter() - t0:.0f} s")

@@ -457,6 +457,25 @@ _LABELS = {"loglik_per_bin": "loglik/bin", "mse_1": "MSE 1-step", "mse_k": "MSE 
            "dstsp": "D_stsp", "dh": "D_H", "rate_correlation": "rate r", "fano_ratio": "Fano ratio"}
 
 
+def comparison_metrics(rows: list[dict[str, Any]]) -> dict[str, tuple[float, str]]:
+    """:func:`compare_to_baselines` rows as the metrics a fit file stores:
+    ``{'<model>.<measure>': (value, 'validation')}`` (:func:`stored_comparison` reads them
+    back)."""
+    return {f"{r['model']}.{name}": (float(v), "validation") for r in rows
+            for name, v in r.items() if name != "model"}
+
+
+def stored_comparison(metrics) -> dict[str, dict[str, float]]:
+    """The comparison in a fit file's metrics (a list of (name, value, split)), as
+    ``{model: {measure: value}}``; empty when the file holds none."""
+    table: dict[str, dict[str, float]] = {}
+    for name, value, split in metrics:
+        if split == "validation" and "." in name:
+            model, measure = name.split(".", 1)
+            table.setdefault(model, {})[measure] = float(value)
+    return table
+
+
 def badness(measure: str, value: float) -> float:
     """How bad ``value`` of ``measure`` (a :func:`compare_to_baselines` column) is, lower
     better: the negated log-likelihood and rate correlation, errors and distances as they are,

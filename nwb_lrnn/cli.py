@@ -514,7 +514,7 @@ def _check_space(out: Path, data, args: argparse.Namespace) -> None:
 
 def _baseline_metrics(est, data, args) -> dict:
     """The fit beside simple baselines on its held-out part, printed; rows for the file."""
-    from .baselines import compare_to_baselines, format_comparison
+    from .baselines import compare_to_baselines, comparison_metrics, format_comparison
 
     train, val = est.split(data)
     if val is None:
@@ -531,8 +531,7 @@ def _baseline_metrics(est, data, args) -> dict:
           f"SMC bound, the baselines' exact one-step log-likelihood):")
     for line in format_comparison(rows, k=k).splitlines():
         print(f"    {line}")
-    return {f"{r['model']}.{name}": (float(v), "validation") for r in rows
-            for name, v in r.items() if name != "model"}
+    return comparison_metrics(rows)
 
 
 def stability_line(est) -> str:
@@ -832,9 +831,10 @@ def _report(args: argparse.Namespace) -> int:
             raise CLIError("--data is for the report of one fit; several fits are compared "
                            "on the held-out measures stored in them.")
         try:
-            print(format_fit_comparison(compare_fits(args.fit)))
+            cmp = compare_fits(args.fit)
+            print(format_fit_comparison(cmp))
             out = Path(args.out) if args.out else Path(args.fit[0]).with_name("fits_compared")
-            index = make_rank_report(args.fit, out)
+            index = make_rank_report(args.fit, out, comparison=cmp)
         except ValueError as err:
             raise CLIError(str(err)) from None
         print(f"report written: {index}")

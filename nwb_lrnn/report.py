@@ -145,13 +145,9 @@ def make_report(fit_path: str | Path, out_dir: str | Path, *, data: Any = None,
 
 def _comparison_html(stored) -> str:
     """The held-out comparison with the baselines (metrics named 'model.measure')."""
-    from .baselines import _LABELS
+    from .baselines import _LABELS, stored_comparison
 
-    table: dict[str, dict[str, float]] = {}
-    for name, value, split in stored:
-        if split == "validation" and "." in name:
-            model, measure = name.split(".", 1)
-            table.setdefault(model, {})[measure] = value
+    table = stored_comparison(stored)
     if not table:
         return ""
     cols = [c for c in _LABELS if any(c in r for r in table.values())]
@@ -265,17 +261,13 @@ def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
     >>> cmp["first_better"]["var5"]["dh"]  # doctest: +SKIP
     4
     """
-    from .baselines import badness
+    from .baselines import badness, stored_comparison
     from .io.fit_nwb import summarize_fit
 
     fits, baselines, same = [], None, True
     for path in fit_paths:
         info = summarize_fit(path)
-        rows: dict[str, dict[str, float]] = {}
-        for name, value, split in info["metrics"]:
-            if split == "validation" and "." in name:
-                model, measure = name.split(".", 1)
-                rows.setdefault(model, {})[measure] = float(value)
+        rows = stored_comparison(info["metrics"])
         if "lowrank_rnn" not in rows:
             raise ValueError(f"{path}: the file holds no held-out comparison with baselines "
                              "(metrics 'lowrank_rnn.<measure>' on the validation split); fit "
@@ -329,13 +321,15 @@ def format_fit_comparison(cmp: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_rank_report(fit_paths: list[str | Path], out_dir: str | Path) -> Path:
+def make_rank_report(fit_paths: list[str | Path], out_dir: str | Path, *,
+                     comparison: dict[str, Any] | None = None) -> Path:
     """Write ``index.html`` and ``ranks.png`` comparing several fits of one recording (one per
     rank, say) with the baselines stored in them (see :func:`compare_fits`).
 
     The figure has one panel per measure: the fits' values against rank (error bars: SD over
     the generated draws), each baseline a dashed line; the page's table marks, for each
-    baseline and measure, the smallest rank that beats it.
+    baseline and measure, the smallest rank that beats it. ``comparison``: what
+    :func:`compare_fits` already returned for these files (not read again).
 
     Returns
     -------
@@ -344,7 +338,7 @@ def make_rank_report(fit_paths: list[str | Path], out_dir: str | Path) -> Path:
     from . import viz
     from .baselines import _LABELS
 
-    cmp = compare_fits(fit_paths)
+    cmp = compare_fits(fit_paths) if comparison is None else comparison
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plt = viz._plt()

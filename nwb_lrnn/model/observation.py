@@ -489,14 +489,20 @@ class GaussianAR1Observation(_AffineReadout):
         return (lambda x: a * x), L, L0
 
     @torch.no_grad()
-    def _set_innovation(self, cov: torch.Tensor, floor: float | None = None) -> None:
-        """Σ_η = ``cov`` with the floor ``floor`` (default: the current one), lowered to half
-        of cov's smallest eigenvalue where cov lies below it."""
+    def _above_floor(self, cov: torch.Tensor, floor: float | None = None) -> torch.Tensor:
+        """Sets the floor ε to ``floor`` (default: the current one), lowered to half of the
+        innovations' covariance ``cov``'s smallest eigenvalue where cov lies below it; returns
+        cov − εI (float64), the part the parameters hold."""
         cov = torch.as_tensor(cov, dtype=torch.float64)
         lo = float(torch.linalg.eigvalsh(cov)[0])
         eps = min(float(self.noise_floor) if floor is None else floor, 0.5 * lo)
         self.noise_floor.fill_(eps)
-        self.innovation.set_cov(cov - eps * torch.eye(self.n_channels, dtype=cov.dtype))
+        return cov - eps * torch.eye(self.n_channels, dtype=cov.dtype, device=cov.device)
+
+    @torch.no_grad()
+    def _set_innovation(self, cov: torch.Tensor, floor: float | None = None) -> None:
+        """Σ_η = ``cov``, the floor as :meth:`_above_floor` sets it."""
+        self.innovation.set_cov(self._above_floor(cov, floor))
 
     @torch.no_grad()
     def init_from_data(self, values, bin_size, rank):
@@ -717,16 +723,12 @@ class GaussianVAR1Observation(GaussianAR1Observation):
     @torch.no_grad()
     def _set_noise(self, A: torch.Tensor, innovation: torch.Tensor,
                    floor: float | None = None) -> None:
-        """Parameters for the map A and the innovations' covariance Σ_η (float64) with the
-        floor ``floor`` (default: the current one), lowered to half of Σ_η's smallest
-        eigenvalue where Σ_η lies below it."""
+        """Parameters for the map A and the innovations' covariance Σ_η (float64), the floor
+        as :meth:`_above_floor` sets it."""
         from scipy.linalg import solve_discrete_lyapunov
 
-        A, innovation = A.double(), innovation.double()
-        lo = float(torch.linalg.eigvalsh(innovation)[0])
-        eps = min(float(self.noise_floor) if floor is None else floor, 0.5 * lo)
-        self.noise_floor.fill_(eps)
-        raw = innovation - eps * torch.eye(self.n_channels, dtype=A.dtype)
+        A = A.double()
+        raw = self._above_floor(innovation, floor)
         stat = solve_discrete_lyapunov(A.numpy(), raw.numpy())
         self._set_raw(A, torch.as_tensor((stat + stat.T) / 2))
 
