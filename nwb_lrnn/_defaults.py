@@ -9,7 +9,8 @@ RANK = 2
 CLI_RANK = 3  # the CLI's: the rank of the paper's EEG fits (its main job)
 N_UNITS = 64
 # the registry's, for the CLI's choices without torch
-OBSERVATION_NAMES = ("auto", "gaussian", "gaussian_ar1", "gaussian_var1", "poisson")
+OBSERVATION_NAMES = ("auto", "gaussian", "gaussian_ar1", "gaussian_var1", "gaussian_sqrt",
+                     "poisson")
 # (tests/test_ar1_observation.py checks they agree)
 NONLINEARITY = "clipped_relu"  # bounded: the generated dynamics cannot run away
 N_PARTICLES = 32

@@ -1084,7 +1084,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="observation model: 'auto' (counts: poisson, else gaussian), "
                         "'gaussian_ar1' (Gaussian noise that is AR(1) in time, for smooth "
                         "signals such as EEG), 'gaussian_var1' (that noise a VAR(1) across "
-                        "channels)")
+                        "channels), 'gaussian_sqrt' (counts: Gaussian on 2 sqrt(y + 3/8) with "
+                        "a noise variance per neuron, as factor analysis)")
     p.add_argument("--bin-size", type=float, default=None,
                    help="seconds (spikes: default 0.02; EEG: resample to 1/bin-size)")
     p.add_argument("--particles", type=int, default=_defaults.N_PARTICLES,

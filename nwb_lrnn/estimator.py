@@ -21,7 +21,7 @@ from ._validate import check_array, check_float, check_int, check_option, check_
 from .data import BinnedData, _clean_starts
 from .inference.proposals import PROPOSALS, check_proposal, encoder_kernels, make_proposal
 from .inference.resampling import get_resampler
-from .inference.smc import particle_filter
+from .inference.smc import backward_smoothing, particle_filter
 from .inference.training import TrainConfig, TrainHistory, train
 from .io.records import FitRecord
 from .model.nonlinearities import NONLINEARITIES, Nonlinearity, get_nonlinearity
@@ -305,8 +305,16 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         Latent dimension R (1 <= R <= n_units).
     n_units : int
         Number of RNN units N.
-    observation : {'auto', 'gaussian', 'gaussian_ar1', 'gaussian_var1', 'poisson'}
+    observation : {'auto', 'gaussian', 'gaussian_ar1', 'gaussian_var1', 'gaussian_sqrt', 'poisson'}
         'auto' picks 'poisson' for counts and 'gaussian' for continuous data.
+        'gaussian_sqrt' (counts): Gaussian noise with its own variance per neuron on the
+        stabilised counts 2 √(y + 3/8), as factor analysis and GPFA model them; filtered
+        exactly by the optimal proposal (several times faster than 'poisson'). Its latents
+        weigh each neuron by how reliable it is rather than by its rate alone: on macaque M1
+        (132 neurons, rank 4) they decode hand velocity with cross-validated R² 0.32, against
+        0.34 from factor analysis and 0.22 from the Poisson model's latents. Its
+        log-likelihood is a density of the transformed counts and does not compare with a
+        Poisson model's.
         'gaussian_ar1' gives each channel's noise an AR(1) coefficient: for continuous signals
         whose part beyond the latents is smooth in time (EEG); it is filtered with the optimal
         proposal (a slower, step-by-step loop than 'gaussian'). 'gaussian_var1' makes that
@@ -1091,7 +1099,7 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
 
     @torch.no_grad()
     def transform(self, data: BinnedData | np.ndarray, *, picks: Any = None,
-                  return_std: bool = False, smoothed: bool = True,
+                  return_std: bool = False, smoothed: bool = True, smoother: str = "auto",
                   n_particles: int | None = None, random_state: Any = None,
                   n_runs: int = 1, return_raw: bool = False, as_pynapple: bool = False,
                   as_xarray: bool = False, verbose: Any = None) -> Any:
@@ -1107,8 +1115,17 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         return_std : bool
             Also return the posterior SD over particles.
         smoothed : bool
-            True: p(z_t | y_{0:T}) from the particles' ancestral paths (filter-smoother).
-            False: the filtering posterior p(z_t | y_{0:t}).
+            True: the smoothing posterior p(z_t | y_{0:T}). False: the filtering posterior
+            p(z_t | y_{0:t}).
+        smoother : {'auto', 'backward', 'paths'}
+            How the smoothing posterior is formed. 'backward': forward filtering, backward
+            smoothing (:func:`~nwb_lrnn.inference.backward_smoothing`; every step keeps all
+            its particles, O(K²) per step). 'paths': the ancestral paths of the last step's
+            particles (the filter-smoother), which far from a sequence's end share one or a
+            few ancestors. 'auto': 'backward', or 'paths' for noise with memory
+            (``gaussian_ar1``, ``gaussian_var1``), which 'backward' does not handle. On
+            macaque M1 (``gaussian_sqrt``, rank 4, one run, K = 32) 'backward' latents
+            decoded hand velocity with R² 0.32 where the paths gave 0.29.
         n_particles : int, optional
             Particles for this call (default: as in training).
         random_state : int, optional
@@ -1151,17 +1168,32 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         data = self._as_data(data, picks=picks, verbose=verbose)
         self._check_compatible(data)
         n_runs = check_int("n_runs", n_runs, min_value=1)
+        smoother = check_option("smoother", smoother, ("auto", "backward", "paths"))
+        memory = self.model_.observation.noise_memory
+        if smoother == "backward" and memory and smoothed:
+            raise ValueError(f"smoother='backward' needs observations that depend on z_t alone; "
+                             f"observation={self.model_config_.observation!r} has noise with "
+                             f"memory: use smoother='paths' (or 'auto').")
+        backward = smoother == "backward" or (smoother == "auto" and not memory)
         base_seed = _seed_from(random_state if random_state is not None else self.random_seed_)
         run_means, run_vars = [], []
+        y_inputs = data.astensor(device=self.device_, dtype=self._dtype())[1] \
+            if backward and smoothed else None
         for r in range(n_runs):
             means, stds = [], []
+            start = 0  # the batch's first trial
             for res in self._filter(data, n_particles, base_seed + r, return_particles=True):
-                if smoothed:
+                n_b = res.particles.shape[2]
+                if smoothed and backward:
+                    u = None if y_inputs is None else y_inputs[start:start + n_b]
+                    mu, sd = backward_smoothing(res, self.model_.transition, u)
+                elif smoothed:
                     mu, sd = res.smoothed_mean_std()
                 else:
                     mu, sd = res.filtering_mean(), res.filtering_std()
                 means.append(mu.cpu().numpy())
                 stds.append(sd.cpu().numpy())
+                start += n_b
             run_means.append(np.concatenate(means))
             run_vars.append(np.concatenate(stds) ** 2)
         mean = np.mean(run_means, axis=0)

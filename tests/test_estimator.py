@@ -270,19 +270,23 @@ def test_from_parameters_bad_input(kwargs, match):
 
 
 def test_smoothed_spread_from_several_runs_is_not_degenerate():
-    """One run's smoothed SD collapses (path degeneracy); n_runs combines independent runs."""
+    """One run's ancestral paths give a collapsed SD (path degeneracy); n_runs combines
+    independent runs, and backward smoothing (the default) keeps every step's particles."""
     rng = np.random.default_rng(0)
     est = LowRankRNN.from_parameters(U=rng.normal(size=(8, 2)), V=rng.normal(size=(2, 8)) / 8,
                                      C=rng.normal(size=(4, 2)), d=np.zeros(4), noise_x=0.5,
                                      nonlinearity="tanh", n_particles=16, random_state=0)
     y = est.sample(1, 200, random_state=1)
     # seeded: without a seed the draws depend on the tests that ran before (global RNG)
-    _, one = est.transform(y, return_std=True, random_state=2)
-    _, many = est.transform(y, return_std=True, n_runs=8, random_state=2)
+    _, one = est.transform(y, return_std=True, random_state=2, smoother="paths")
+    _, many = est.transform(y, return_std=True, n_runs=8, random_state=2, smoother="paths")
     _, filt = est.transform(y, return_std=True, smoothed=False, random_state=2)
+    _, back = est.transform(y, return_std=True, random_state=2)
     early = slice(0, 100)
     assert many[0, early].mean() > 2 * one[0, early].mean()
     assert many[0, early].mean() < 1.2 * filt[0, early].mean()   # smoothing narrows, not widens
+    assert back[0, early].mean() > 2 * one[0, early].mean()
+    assert back[0, early].mean() < filt[0, early].mean()
 
 
 def test_divergent_generation_is_a_clear_error():

@@ -31,15 +31,20 @@ def _linear_model(seed=0, obs_sd=1.0, noise_sd=0.3, n_channels=4, noise_cov="ful
     return model, g
 
 
-def kalman_log_marginal(model, y):
-    """Exact log p(y) of the linear-Gaussian state-space model, per sequence (float64)."""
+def linear_gaussian_matrices(model):
+    """(A, b, Q, C, d, R_noise) of a linear model with white Gaussian observations:
+    z_{t+1} = A z_t + b + N(0, Q), y_t = C z_t + d + N(0, R_noise)."""
     tr, ob = model.transition, model.observation
     with torch.no_grad():
-        R = tr.rank
-        A = torch.diag(tr.decay.expand(R)) + tr.V @ tr.U
-        b = -tr.V @ tr.h
-        Q, C, d = tr.noise.cov(), ob.C, ob.d
-        Rn = torch.diag(ob.sd() ** 2)
+        A = torch.diag(tr.decay.expand(tr.rank)) + tr.V @ tr.U
+        return A, -tr.V @ tr.h, tr.noise.cov(), ob.C, ob.d, torch.diag(ob.sd() ** 2)
+
+
+def kalman_log_marginal(model, y):
+    """Exact log p(y) of the linear-Gaussian state-space model, per sequence (float64)."""
+    tr = model.transition
+    with torch.no_grad():
+        A, b, Q, C, d, Rn = linear_gaussian_matrices(model)
         out = []
         for seq in y:
             mu, P, ll = tr.init_mean.clone(), tr.init_noise.cov(), 0.0

@@ -16,10 +16,11 @@ from .resampling import (
     SystematicResampler,
     get_resampler,
 )
-from .smc import SMCResult, particle_filter
+from .smc import SMCResult, backward_smoothing, particle_filter
 
 __all__ = [
     "PROPOSALS", "RESAMPLERS", "BootstrapProposal", "Encoder", "EncoderProposal",
     "MultinomialResampler", "OptimalGaussianProposal", "Proposal", "Resampler", "SMCResult",
-    "SystematicResampler", "get_resampler", "make_proposal", "particle_filter",
+    "SystematicResampler", "backward_smoothing", "get_resampler", "make_proposal",
+    "particle_filter",
 ]

@@ -195,7 +195,7 @@ class OptimalGaussianProposal(Proposal):
     """
 
     name = "optimal"
-    observations = ("gaussian", "gaussian_ar1", "gaussian_var1")
+    observations = ("gaussian", "gaussian_ar1", "gaussian_var1", "gaussian_sqrt")
 
     def prepare(self, model, y, inputs, eps):
         obs = model.observation
@@ -206,7 +206,7 @@ class OptimalGaussianProposal(Proposal):
         if isinstance(obs, GaussianAR1Observation):
             return self._prepare_ar1(ctx, model, y, eps)
         tr = model.transition
-        yc = y - obs.d
+        yc = obs.gaussian_values(y) - obs.d
         sd = obs.sd()
         f0 = _gaussian_update_factors(tr.init_noise.cov(), obs.C, sd, yc[:, 0])
         f = _gaussian_update_factors(tr.noise.cov(), obs.C, sd, yc[:, 1:])
@@ -229,6 +229,9 @@ class OptimalGaussianProposal(Proposal):
                          shift_all=shift_all, lin=lin_all.unbind(0), shift=shift_all.unbind(0),
                          shift0=shift0, ar=False)
         ctx.log_weight_offset = -0.5 * f["const"].sum(1)
+        jac = obs.log_jacobian(y)  # transformed counts (gaussian_sqrt): the density of y
+        if jac is not None:
+            ctx.log_weight_offset = ctx.log_weight_offset + jac.sum(1)
         return ctx
 
     def _prepare_ar1(self, ctx, model, y, eps):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ from ..model.rnn import LowRankRNNModel
 from .proposals import Proposal
 from .resampling import Resampler, SystematicResampler
 
-__all__ = ["SMCResult", "particle_filter"]
+__all__ = ["SMCResult", "backward_smoothing", "particle_filter"]
 
 
 @dataclass
@@ -88,6 +89,58 @@ class SMCResult:
         mu = (w * paths).sum(0)
         var = (w * (paths - mu) ** 2).sum(0)
         return mu, var.clamp_min(0).sqrt()
+
+
+def backward_smoothing(result: SMCResult, transition: Any,
+                       inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and SD of z_t given all of y by forward filtering, backward smoothing: (B, T, R).
+
+    Re-weights each step's filtering particles by how well they lead to the next step's
+    smoothed particles (Doucet, Godsill & Andrieu 2000): with f the transition density,
+
+        w_{t|T}^i ∝ w_t^i Σ_j w_{t+1|T}^j f(z_{t+1}^j | z_t^i) / Σ_l w_t^l f(z_{t+1}^j | z_t^l).
+
+    Unlike the ancestral paths (:meth:`SMCResult.smoothed_mean_std`), which far from the end of
+    a sequence have collapsed onto one or a few ancestors, every step keeps all K particles.
+    Cost O(K² R) per step and sequence. The observation must depend on z_t alone (no noise
+    with memory: there y_{t+1} also depends on z_t).
+
+    Parameters
+    ----------
+    result : SMCResult
+        From ``particle_filter(..., return_particles=True)``.
+    transition : LowRankTransition
+        The model's transition (mean and noise).
+    inputs : Tensor, shape (B, T, I), optional
+        The inputs the filter saw (``inputs[:, t]`` drives t -> t + 1).
+    """
+    result._need()
+    z, lw = result.particles, result.log_weights  # (T, K, B, R), (T, K, B)
+    T, K, B, R = z.shape
+    L = transition.noise.chol()
+    drives = transition.drive(inputs) if inputs is not None else None  # (B, T, N)
+    ls = lw[-1]
+    mean = torch.empty(T, B, R, dtype=z.dtype, device=z.device)
+    var = torch.empty_like(mean)
+
+    def moments(t, logw):
+        w = logw.exp().unsqueeze(-1)  # (K, B, 1)
+        mu = (w * z[t]).sum(0)
+        mean[t] = mu
+        var[t] = (w * (z[t] - mu) ** 2).sum(0)
+
+    moments(T - 1, ls)
+    for t in range(T - 2, -1, -1):
+        m = transition.mean(z[t], None if drives is None else drives[:, t])  # (K, B, R)
+        diff = z[t + 1].unsqueeze(1) - m.unsqueeze(0)  # (K_j, K_i, B, R)
+        white = torch.linalg.solve_triangular(
+            L, diff.reshape(-1, R).T, upper=False).T.reshape(K, K, B, R)
+        logf = -0.5 * (white * white).sum(-1)  # (K_j, K_i, B), up to a constant
+        denom = torch.logsumexp(lw[t].unsqueeze(0) + logf, dim=1)  # (K_j, B)
+        ls = lw[t] + torch.logsumexp((ls - denom).unsqueeze(1) + logf, dim=0)  # (K_i, B)
+        ls = ls - torch.logsumexp(ls, dim=0, keepdim=True)
+        moments(t, ls)
+    return mean.transpose(0, 1), var.clamp_min(0).sqrt().transpose(0, 1)
 
 
 def particle_filter(model: LowRankRNNModel, proposal: Proposal, y: torch.Tensor, *,

@@ -953,8 +953,10 @@ def _build_objects(record: FitRecord, results: FitResults, include_model: bool,
         objects.append(_cls("PosteriorLatents")(
             name="posterior_latents", data=d, spread=s, trial_index=idx, **ts,
             unit="a.u.", method=results.latent_method, n_particles=record.n_particles,
-            description="Posterior mean latents (particle filter-smoother) of the data the "
-                        "model was fitted on; spread holds the posterior SD."))
+            description="Posterior mean latents (the particle filter's smoothing posterior, "
+                        "by backward smoothing or, for noise with memory, the ancestral "
+                        "paths) of the data the model was fitted on; spread holds the "
+                        "posterior SD."))
     gen = results.generated
     if gen is not None:
         d, ts, idx = _concat_trials(gen.values, np.arange(gen.n_trials) * gen.duration,
