@@ -110,3 +110,24 @@ def test_transform_picks_the_smoother():
         ar.transform(d2, smoother="backward")
     with pytest.raises(ValueError, match="smoother"):
         est.transform(data, smoother="rts")
+
+
+def test_many_sequences_are_smoothed_in_chunks_as_one_by_one():
+    """K = 512 puts 8 sequences in a chunk: 20 sequences take three chunks, and each must come
+    out as when smoothed alone."""
+    from nwb_lrnn.inference import SMCResult
+
+    model, g = _linear_model()
+    _, y = model.sample(20, 6, generator=g)
+    prop = make_proposal("optimal", model, generator=g).double()
+    with torch.no_grad():
+        res = particle_filter(model, prop, y, n_particles=512, generator=g,
+                              return_particles=True)
+        mu, sd = backward_smoothing(res, model.transition)
+        for b in (0, 9, 19):
+            one = SMCResult(res.log_marginal[b:b + 1], res.ess[:, b:b + 1],
+                            res.particles[:, :, b:b + 1], res.log_weights[:, :, b:b + 1],
+                            res.ancestors[:, :, b:b + 1])
+            mu1, sd1 = backward_smoothing(one, model.transition)
+            assert torch.allclose(mu[b:b + 1], mu1, atol=1e-12)
+            assert torch.allclose(sd[b:b + 1], sd1, atol=1e-12)

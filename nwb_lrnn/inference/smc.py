@@ -115,31 +115,38 @@ def backward_smoothing(result: SMCResult, transition: Any,
         The inputs the filter saw (``inputs[:, t]`` drives t -> t + 1).
     """
     result._need()
-    z, lw = result.particles, result.log_weights  # (T, K, B, R), (T, K, B)
-    T, K, B, R = z.shape
+    z_all, lw_all = result.particles, result.log_weights  # (T, K, B, R), (T, K, B)
+    T, K, B, R = z_all.shape
     L = transition.noise.chol()
-    drives = transition.drive(inputs) if inputs is not None else None  # (B, T, N)
-    ls = lw[-1]
-    mean = torch.empty(T, B, R, dtype=z.dtype, device=z.device)
+    drives_all = transition.drive(inputs) if inputs is not None else None  # (B, T, N)
+    mean = torch.empty(T, B, R, dtype=z_all.dtype, device=z_all.device)
     var = torch.empty_like(mean)
+    # sequences in chunks, so that the (K, K, chunk, R) temporaries stay near 2**22 numbers
+    chunk = max(1, 2**22 // (K * K * R))
+    for s in range(0, B, chunk):
+        cols = slice(s, min(B, s + chunk))
+        z, lw = z_all[:, :, cols], lw_all[:, :, cols]
+        drives = None if drives_all is None else drives_all[cols]
+        b = z.shape[2]
 
-    def moments(t, logw):
-        w = logw.exp().unsqueeze(-1)  # (K, B, 1)
-        mu = (w * z[t]).sum(0)
-        mean[t] = mu
-        var[t] = (w * (z[t] - mu) ** 2).sum(0)
+        def moments(t, logw, z=z, cols=cols):
+            w = logw.exp().unsqueeze(-1)  # (K, b, 1)
+            mu = (w * z[t]).sum(0)
+            mean[t, cols] = mu
+            var[t, cols] = (w * (z[t] - mu) ** 2).sum(0)
 
-    moments(T - 1, ls)
-    for t in range(T - 2, -1, -1):
-        m = transition.mean(z[t], None if drives is None else drives[:, t])  # (K, B, R)
-        diff = z[t + 1].unsqueeze(1) - m.unsqueeze(0)  # (K_j, K_i, B, R)
-        white = torch.linalg.solve_triangular(
-            L, diff.reshape(-1, R).T, upper=False).T.reshape(K, K, B, R)
-        logf = -0.5 * (white * white).sum(-1)  # (K_j, K_i, B), up to a constant
-        denom = torch.logsumexp(lw[t].unsqueeze(0) + logf, dim=1)  # (K_j, B)
-        ls = lw[t] + torch.logsumexp((ls - denom).unsqueeze(1) + logf, dim=0)  # (K_i, B)
-        ls = ls - torch.logsumexp(ls, dim=0, keepdim=True)
-        moments(t, ls)
+        ls = lw[-1]
+        moments(T - 1, ls)
+        for t in range(T - 2, -1, -1):
+            m = transition.mean(z[t], None if drives is None else drives[:, t])  # (K, b, R)
+            diff = z[t + 1].unsqueeze(1) - m.unsqueeze(0)  # (K_j, K_i, b, R)
+            white = torch.linalg.solve_triangular(
+                L, diff.reshape(-1, R).T, upper=False).T.reshape(K, K, b, R)
+            logf = -0.5 * (white * white).sum(-1)  # (K_j, K_i, b), up to a constant
+            denom = torch.logsumexp(lw[t].unsqueeze(0) + logf, dim=1)  # (K_j, b)
+            ls = lw[t] + torch.logsumexp((ls - denom).unsqueeze(1) + logf, dim=0)  # (K_i, b)
+            ls = ls - torch.logsumexp(ls, dim=0, keepdim=True)
+            moments(t, ls)
     return mean.transpose(0, 1), var.clamp_min(0).sqrt().transpose(0, 1)
 
 
