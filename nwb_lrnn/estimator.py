@@ -1177,15 +1177,15 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         backward = smoother == "backward" or (smoother == "auto" and not memory)
         base_seed = _seed_from(random_state if random_state is not None else self.random_seed_)
         run_means, run_vars = [], []
-        y_inputs = data.astensor(device=self.device_, dtype=self._dtype())[1] \
-            if backward and smoothed else None
+        inputs = None if data.inputs is None else torch.as_tensor(
+            data.inputs, device=self.device_, dtype=self._dtype())
         for r in range(n_runs):
             means, stds = [], []
             start = 0  # the batch's first trial
             for res in self._filter(data, n_particles, base_seed + r, return_particles=True):
                 n_b = res.particles.shape[2]
                 if smoothed and backward:
-                    u = None if y_inputs is None else y_inputs[start:start + n_b]
+                    u = None if inputs is None else inputs[start:start + n_b]
                     mu, sd = backward_smoothing(res, self.model_.transition, u)
                 elif smoothed:
                     mu, sd = res.smoothed_mean_std()

@@ -308,8 +308,13 @@ class _AffineReadout(ObservationModel):
                               / math.sqrt(rank))
         self.d = nn.Parameter(torch.zeros(n_channels))
 
-    def mean(self, z):
+    def affine_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """C z + d, shape (..., n_channels): the Gaussian part's mean (E[y | z] unless a
+        subclass transforms y)."""
         return z @ self.C.T + self.d
+
+    def mean(self, z):
+        return self.affine_mean(z)
 
     @torch.no_grad()
     def _init_readout(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
@@ -400,7 +405,7 @@ class GaussianObservation(_AffineReadout):
         return self.log_prob_varying(y, z) + self.log_prob_constant(y)
 
     def log_prob_varying(self, y, z):
-        r = (y - self.mean(z)) / self.sd()
+        r = (self.gaussian_values(y) - self.affine_mean(z)) / self.sd()
         return -0.5 * (r * r).sum(-1)
 
     def log_prob_constant(self, y):
@@ -408,10 +413,9 @@ class GaussianObservation(_AffineReadout):
         return c.expand(y.shape[:-1])
 
     def sample(self, z, generator=None):
-        mu = self.mean(z)
+        mu = self.affine_mean(z)
         return mu + self.sd() * torch.randn(mu.shape, generator=generator, device=mu.device,
                                             dtype=mu.dtype)
-
 
 
 class GaussianSqrtObservation(GaussianObservation):
@@ -441,41 +445,27 @@ class GaussianSqrtObservation(GaussianObservation):
     def accepts(cls, kind):
         return kind == "counts"
 
-    @staticmethod
-    def stabilise(y: torch.Tensor) -> torch.Tensor:
+    def gaussian_values(self, y):
         """x = 2 √(y + 3/8), elementwise (negative y treated as 0)."""
         return 2.0 * torch.sqrt(y.clamp_min(0.0) + 0.375)
 
-    def gaussian_values(self, y):
-        return self.stabilise(y)
-
     def log_jacobian(self, y):
-        return (math.log(2.0) - torch.log(self.stabilise(y))).sum(-1)
+        return (math.log(2.0) - torch.log(self.gaussian_values(y))).sum(-1)
 
     @torch.no_grad()
     def init_from_data(self, values, bin_size, rank):
         """As :class:`GaussianObservation`, on the stabilised counts."""
-        super().init_from_data(self.stabilise(values.float()), bin_size, rank)
-
-    def stabilised_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x | z] = C z + d on the stabilised scale, shape (..., n_channels)."""
-        return z @ self.C.T + self.d
-
-    def log_prob_varying(self, y, z):
-        r = (self.stabilise(y) - self.stabilised_mean(z)) / self.sd()
-        return -0.5 * (r * r).sum(-1)
+        super().init_from_data(self.gaussian_values(values.float()), bin_size, rank)
 
     def log_prob_constant(self, y):
         return super().log_prob_constant(y) + self.log_jacobian(y)
 
     def mean(self, z):
-        mu = self.stabilised_mean(z)
+        mu = self.affine_mean(z)
         return ((mu * mu + self.sd() ** 2) / 4.0 - 0.375).clamp_min(0.0)
 
     def sample(self, z, generator=None):
-        mu = self.stabilised_mean(z)
-        x = mu + self.sd() * torch.randn(mu.shape, generator=generator, device=mu.device,
-                                         dtype=mu.dtype)
+        x = super().sample(z, generator)  # on the stabilised scale
         return ((x.clamp_min(0.0) / 2.0) ** 2 - 0.375).clamp_min(0.0).round()
 
 
