@@ -15,7 +15,7 @@ analysis latents of the same dimension.
         [--paper]   # the paper's EEG training recipe (N=512, K=10, full noise, 1e-3 -> 1e-6)
 
 Run by hand (one fit at a time; a few minutes per rank for a 100-neuron, 1-hour session).
-A real recording with behaviour ships in benchmarks/data (``m1_to_nwb.py`` makes it an NWB
+A real recording with behaviour ships in benchmarks/data (``spykes_to_nwb.py`` makes it an NWB
 file); ``--paper`` trains with the paper's EEG recipe.
 """
 
