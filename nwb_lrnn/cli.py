@@ -1081,7 +1081,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("clipped_relu", "relu", "tanh", "identity"),
                    help="φ (clipped_relu keeps the generated dynamics bounded)")
     p.add_argument("--observation", default="auto", choices=_defaults.OBSERVATION_NAMES,
-                   help="observation model: 'auto' (counts: poisson, else gaussian), "
+                   help="observation model: 'auto' (counts: gaussian_sqrt, else gaussian), "
                         "'gaussian_ar1' (Gaussian noise that is AR(1) in time, for smooth "
                         "signals such as EEG), 'gaussian_var1' (that noise a VAR(1) across "
                         "channels), 'gaussian_sqrt' (counts: Gaussian on 2 sqrt(y + 3/8) with "

@@ -46,7 +46,7 @@ def test_fit_nwb_file_writes_a_fit_and_info_reads_it(tmp_path, capsys):
     assert "held-out comparison" in text and "poisson_glm1" in text  # baselines, same split
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "LowRankRNN rank 2, 6 units, 3 channels, poisson" in text
+    assert "LowRankRNN rank 2, 6 units, 3 channels, gaussian_sqrt" in text
     assert "metric generation_bounded (generation): 1" in text
     assert "metric poisson_glm1.loglik_per_bin (validation)" in text
     npy = tmp_path / "gen.npy"

@@ -59,7 +59,7 @@ def test_fit_accepts_plain_arrays():
     counts = rng.poisson(1.0, size=(4, 20, 3))
     est = LowRankRNN(rank=1, n_units=4, max_epochs=2, n_particles=4, verbose=False,
                      random_state=0).fit(counts)
-    assert est.model_config_.observation == "poisson" and est.proposal_name_ == "encoder"
+    assert est.model_config_.observation == "gaussian_sqrt" and est.proposal_name_ == "optimal"
 
 
 def test_same_seed_same_fit():
@@ -238,7 +238,7 @@ def test_bad_data_raise_clear_errors():
     with pytest.raises(ValueError, match="observation='poisson' needs spike counts"):
         LowRankRNN(rank=1, n_units=4, observation="poisson").fit(cont)
     with pytest.raises(ValueError, match="proposal='optimal' needs observation='gaussian'"):
-        LowRankRNN(rank=1, n_units=4, proposal="optimal").fit(
+        LowRankRNN(rank=1, n_units=4, observation="poisson", proposal="optimal").fit(
             BinnedData(np.ones((2, 10, 3)), 0.01, "counts"))
     with pytest.raises(ValueError, match="counts"):
         BinnedData(-np.ones((2, 10, 3)), 0.01, "counts")

@@ -30,7 +30,7 @@ def gauss_fit():
 def spike_fit():
     data = read_nwb(PYNAPPLE, bin_size=0.1, time_range=(0.0, 120.0)).windows(100)
     est = LowRankRNN(rank=2, n_units=8, max_epochs=2, n_particles=4, verbose=False,
-                     random_state=1).fit(data)
+                     observation="poisson", random_state=1).fit(data)
     return est, data
 
 
@@ -338,7 +338,8 @@ def test_nwbinspector_finds_nothing_serious_in_any_kind_of_file_written(kind, sp
 def test_a_fit_with_a_three_layer_encoder_round_trips(tmp_path):
     data = read_nwb(PYNAPPLE, bin_size=0.1, time_range=(0.0, 60.0)).windows(50)
     est = LowRankRNN(rank=2, n_units=8, max_epochs=1, n_particles=4, verbose=False,
-                     encoder_kernel=(5, 3, 1), encoder_hidden=16, encoder_causal=True,
+                     observation="poisson", encoder_kernel=(5, 3, 1), encoder_hidden=16,
+                     encoder_causal=True,
                      encoder_padding="circular", random_state=1).fit(data)
     assert [c.kernel_size[0] for c in est.proposal_.encoder.convs] == [5, 3, 1]
     twin = read_fit(write_nwb(est, tmp_path / "fit.nwb", data=data))

@@ -116,9 +116,14 @@ def test_auto_choices_come_from_the_registries():
     assert OBSERVATIONS["poisson"].default_proposal == "encoder"
     assert PROPOSALS["encoder"].trained and not PROPOSALS["bootstrap"].trained
     counts = np.random.default_rng(0).poisson(1.0, size=(4, 30, 3))
-    est = LowRankRNN(rank=1, n_units=4, n_particles=4, max_epochs=1, verbose=False,
-                     stability_check=0).fit(counts)
-    assert est.model_config_.observation == "poisson" and est.proposal_name_ == "encoder"
+    kw = dict(rank=1, n_units=4, n_particles=4, max_epochs=1, verbose=False, stability_check=0)
+    est = LowRankRNN(**kw).fit(counts)
+    assert est.model_config_.observation == "gaussian_sqrt" and est.proposal_name_ == "optimal"
+    # settings only the Poisson model has pick it
+    for extra in (dict(readout="units"), dict(link="exp"), dict(proposal="encoder")):
+        est = LowRankRNN(**kw, **extra).fit(counts)
+        assert est.model_config_.observation == "poisson", extra
+        assert est.proposal_name_ == "encoder", extra
     # a network given by its arrays has no trained encoder: 'auto' filters with 'bootstrap'
     U = np.ones((4, 1))
     net = LowRankRNN.from_parameters(U=U, V=U.T / 8, observation="poisson")

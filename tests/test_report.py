@@ -24,7 +24,7 @@ def test_report_for_spikes_via_cli(tmp_path, capsys):
     for png in ("training.png", "latents.png", "flow_field.png", "spikes.png", "traces.png"):
         assert (out / png).stat().st_size > 5000, png
         assert f'src="{png}"' in html
-    assert "poisson" in html and "report written" in capsys.readouterr().out
+    assert "gaussian_sqrt" in html and "report written" in capsys.readouterr().out
 
 
 def test_report_for_continuous_data(tmp_path):

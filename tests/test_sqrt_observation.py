@@ -106,12 +106,48 @@ def test_fit_compare_and_round_trip(tmp_path):
     back = read_fit(path)
     assert back.model_config_.observation == "gaussian_sqrt"
     assert np.allclose(back.transform(data), est.transform(data))
-    # 'auto' still picks the Poisson model for counts
+    # 'auto' picks it for counts
     assert LowRankRNN(max_epochs=1, n_units=4, rank=1, verbose=False).fit(
-        data).model_config_.observation == "poisson"
+        data).model_config_.observation == "gaussian_sqrt"
 
 
 def test_continuous_data_are_refused():
     with pytest.raises(ValueError, match="needs spike counts"):
         LowRankRNN(rank=1, n_units=4, observation="gaussian_sqrt", max_epochs=1,
                    verbose=False).fit(np.random.default_rng(0).normal(size=(2, 30, 3)))
+
+
+def _principal_angle(A, B):
+    """Largest principal angle (degrees) between the column spaces of A and B."""
+    qa, qb = np.linalg.qr(A)[0], np.linalg.qr(B)[0]
+    s = np.linalg.svd(qa.T @ qb, compute_uv=False)
+    return float(np.degrees(np.arccos(np.clip(s.min(), -1.0, 1.0))))
+
+
+def test_the_readout_starts_from_factor_analysis_not_from_the_noisiest_neurons():
+    """Stabilised counts whose shared part lies in a known 2-D subspace, two neurons with a
+    large private variance of their own: the start (factor analysis) finds the shared
+    subspace and each neuron's noise, where PCA's axes turn towards the two noisy neurons."""
+    from nwb_lrnn.model.observation import fa_loadings, pca_loadings
+
+    rng = np.random.default_rng(0)
+    n, C, R = 6000, 12, 2
+    W = rng.normal(0.0, 0.6, size=(C, R))
+    private = np.full(C, 1.0)
+    private[[3, 8]] = 3.0  # bursty neurons
+    x = 8.0 + rng.normal(size=(n, R)) @ W.T + rng.normal(size=(n, C)) * np.sqrt(private)
+    y = (x / 2.0) ** 2 - 0.375  # the values whose 2 sqrt(y + 3/8) is x
+    model = LowRankRNNModel(ModelConfig(rank=R, n_units=8, n_channels=C,
+                                        observation="gaussian_sqrt"))
+    model.observation.init_from_data(torch.as_tensor(y[None]), 0.05, R)
+    xs = torch.as_tensor(x, dtype=torch.float32)
+    C_pca = pca_loadings(xs - xs.mean(0), R)[0].numpy()
+    assert _principal_angle(model.observation.C.detach().numpy(), W) < 10.0
+    assert _principal_angle(C_pca, W) > 30.0
+    sd = model.observation.sd().detach().numpy()
+    np.testing.assert_allclose(sd**2, private, rtol=0.15)  # the private noise, per neuron
+    # more factors asked than channels: the extra columns are 0; a constant channel is no error
+    xs2 = xs[:, :3].clone()
+    xs2[:, 1] = xs2[0, 1]
+    C3, noise3 = fa_loadings(xs2, 5)
+    assert C3.shape == (3, 5) and torch.all(C3[:, 3:] == 0) and torch.isfinite(noise3).all()

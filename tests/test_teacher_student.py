@@ -49,7 +49,8 @@ def _poisson_case(seed, epochs, n_particles=32):
                                  bias=rng.uniform(0, 10, 40), gain=rng.uniform(5, 15, 40),
                                  seed=seed + 2)
     data = teacher.sample(24, 200, burn_in=50, random_state=seed + 1)
-    student = LowRankRNN(rank=2, n_units=40, nonlinearity="tanh", n_particles=n_particles,
+    student = LowRankRNN(rank=2, n_units=40, nonlinearity="tanh", observation="poisson",
+                         n_particles=n_particles,
                          max_epochs=epochs, batch_size=8, learning_rate=0.02, lr_final=0.002,
                          random_state=seed, verbose=False).fit(data)
     return teacher, student, data

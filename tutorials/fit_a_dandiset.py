@@ -113,8 +113,9 @@ with contextlib.ExitStack() as stack:
 # %% [markdown]
 # ## 3. Fit a Poisson model
 #
-# Spike counts: Poisson observations and the CNN encoder proposal (what ``"auto"`` picks for
-# counts). The recording is cut into windows, one fifth held out.
+# Spike counts: Poisson observations and the CNN encoder proposal (``"auto"`` would pick
+# square-root counts with Gaussian noise, ``observation="gaussian_sqrt"``, and the optimal
+# proposal). The recording is cut into windows, one fifth held out.
 
 # %%
 train, test = data.windows(window).split_trials(0.2, random_state=0)

@@ -23,7 +23,9 @@ data = read_nwb(NWB, bin_size=0.05, time_range=(0.0, 120.0 if FAST else 600.0))
 train, test = data.windows(200).split_trials(0.2, random_state=0)
 print("data:", data, "→ train", train.shape, "test", test.shape)
 
-# 2. Fit: Poisson observations and a CNN encoder proposal are chosen for counts.
+# 2. Fit: for counts, observation="auto" models the square-root counts 2 sqrt(y + 3/8) as
+#    Gaussian with a noise variance per neuron (observation="gaussian_sqrt", filtered exactly
+#    by the optimal proposal); observation="poisson" fits Poisson counts with a CNN encoder.
 est = LowRankRNN(rank=2, n_units=16, n_particles=8 if FAST else 32,
                  max_epochs=2 if FAST else 150, learning_rate=0.02, lr_final=0.002,
                  random_state=0, verbose=not FAST)
