@@ -307,8 +307,8 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         Number of RNN units N.
     observation : {'auto', 'gaussian', 'gaussian_ar1', 'gaussian_var1', 'gaussian_sqrt', 'poisson'}
         'auto' picks 'gaussian_sqrt' for counts ('poisson' when a Poisson-only setting is
-        given: ``readout='units'``, ``link='exp'`` or ``proposal='encoder'``) and
-        'gaussian' for continuous data.
+        given: ``readout='units'``, ``link='exp'``, ``proposal='encoder'`` or an
+        ``encoder_*`` setting other than the default) and 'gaussian' for continuous data.
         'gaussian_sqrt' (counts): Gaussian noise with its own variance per neuron on the
         stabilised counts 2 √(y + 3/8), as factor analysis and GPFA model them, started from
         a factor analysis of them; filtered exactly by the optimal proposal (2-6x faster to
@@ -524,8 +524,13 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
                              "rank-R network needs at least R units.")
         obs = check_option("observation", self.observation, ("auto", *OBSERVATIONS))
         if obs == "auto":
+            # encoder settings of one's own mean the encoder proposal, which needs Poisson
+            encoder_set = (encoder_kernels(self.encoder_kernel)
+                           != encoder_kernels(_defaults.ENCODER_KERNEL)
+                           or self.encoder_hidden != _defaults.ENCODER_HIDDEN
+                           or bool(self.encoder_causal) or self.encoder_padding != "zeros")
             obs = observation_for(data.kind, readout=self.readout, link=self.link,
-                                  proposal=self.proposal)
+                                  proposal="encoder" if encoder_set else self.proposal)
         obs_cls = OBSERVATIONS[obs]
         if not obs_cls.accepts(data.kind):
             raise ValueError(f"observation={obs!r} needs {_KIND_WORDS[obs_cls.kind]} "

@@ -120,7 +120,8 @@ def test_auto_choices_come_from_the_registries():
     est = LowRankRNN(**kw).fit(counts)
     assert est.model_config_.observation == "gaussian_sqrt" and est.proposal_name_ == "optimal"
     # settings only the Poisson model has pick it
-    for extra in (dict(readout="units"), dict(link="exp"), dict(proposal="encoder")):
+    for extra in (dict(readout="units"), dict(link="exp"), dict(proposal="encoder"),
+                  dict(encoder_kernel=(5, 3, 1)), dict(encoder_causal=True)):
         est = LowRankRNN(**kw, **extra).fit(counts)
         assert est.model_config_.observation == "poisson", extra
         assert est.proposal_name_ == "encoder", extra
