@@ -314,12 +314,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         a factor analysis of them; filtered exactly by the optimal proposal (2-6x faster to
         fit than 'poisson'). Its latents weigh each neuron by how reliable it is rather than
         by its rate alone: on macaque M1 (132 neurons) and S1 (52 neurons) they decoded hand
-        velocity better than the Poisson model's at every rank from 2 to 5 (rank 4: R² 0.32
-        against 0.22 on M1, 0.52 against 0.49 on S1). Its log-likelihood is a density of the
-        transformed counts and does not compare with a Poisson model's; its samples are
-        rounded from the Gaussian (less over-dispersed than the data's: Fano factors 0.77-0.9
-        of the held-out data's on those recordings). 'poisson': counts ~ Poisson(Δ f(C z +
-        d)), a probability of the integer counts.
+        velocity better than the Poisson model's at ranks 3 to 5 and as well at rank 2 (rank
+        4: R² 0.32 against 0.22 on M1, 0.52 against 0.49 on S1). Its log-likelihood is a
+        density of the transformed counts and does not compare with a Poisson model's; its
+        samples are rounded from the Gaussian (less over-dispersed than the data's: Fano
+        factors 0.77-0.9 of the held-out data's on those recordings). 'poisson': counts ~
+        Poisson(Δ f(C z + d)), a probability of the integer counts.
         'gaussian_ar1' gives each channel's noise an AR(1) coefficient: for continuous signals
         whose part beyond the latents is smooth in time (EEG); it is filtered with the optimal
         proposal (a slower, step-by-step loop than 'gaussian'). 'gaussian_var1' makes that

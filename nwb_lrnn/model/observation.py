@@ -1093,8 +1093,9 @@ register_observation(GaussianSqrtObservation)
 
 
 # what observation='auto' picks: square-root counts for spikes (on two macaque recordings,
-# M1 and S1, its latents decoded hand velocity better than the Poisson model's at every rank,
-# 2-5, and it fits in a third of the time; README, "Is it better than a simple model?")
+# M1 and S1, its latents decoded hand velocity better than the Poisson model's at ranks 3-5 and
+# as well at rank 2, and it fits in a third of the time; README, "Is it better than a simple
+# model?")
 AUTO_OBSERVATION = {"continuous": "gaussian", "counts": "gaussian_sqrt"}
 
 
