@@ -497,7 +497,8 @@ def badness(measure: str, value: float) -> float:
 def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> str:
     """:func:`compare_to_baselines` rows as an aligned text table (the best of each column
     marked ``*``: highest log-likelihood and rate correlation, lowest error and distances,
-    Fano ratio nearest 1; generated-data measures as mean ± SD over the draws)."""
+    Fano ratio nearest 1; generated-data measures as mean ± SD over the draws; ``n/a`` where
+    a measure does not apply, e.g. the log-likelihood of a ``gaussian_sqrt`` fit)."""
     cols = [c for c in _LABELS if any(c in r for r in rows)]
     best: dict[str, float] = {}
     for c in cols:
@@ -513,7 +514,12 @@ def format_comparison(rows: list[dict[str, Any]], *, k: int | None = None) -> st
             v = r.get(c, float("nan"))
             mark = "*" if c in best and v == best[c] else " "
             sd = r.get(f"{c}_sd")
-            text = f"{v:.4g}" if sd is None or not math.isfinite(sd) else f"{v:.3g}±{sd:.2g}"
+            if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                text = "n/a"
+            elif sd is None or not math.isfinite(sd):
+                text = f"{v:.4g}"
+            else:
+                text = f"{v:.3g}±{sd:.2g}"
             cells.append(text + mark)
         table.append((r["model"], cells))
     width = max([len(h) for h in head] + [len(t) for _, cells in table for t in cells]) + 2

@@ -531,6 +531,10 @@ def _baseline_metrics(est, data, args) -> dict:
           f"SMC bound, the baselines' exact one-step log-likelihood):")
     for line in format_comparison(rows, k=k).splitlines():
         print(f"    {line}")
+    if not getattr(est.model_.observation, "count_pmf", True):
+        print(f"    (loglik/bin n/a: observation {est.model_config_.observation!r} is a density "
+              "of the transformed counts, not a probability of the counts; compare it on "
+              "the other columns, or fit --observation poisson)")
     return comparison_metrics(rows)
 
 

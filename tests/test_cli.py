@@ -44,6 +44,7 @@ def test_fit_nwb_file_writes_a_fit_and_info_reads_it(tmp_path, capsys):
     assert out.exists() and f"wrote {out}" in text
     assert "generation: bounded over" in text  # the end-of-fit check (LowRankRNN.stable_)
     assert "held-out comparison" in text and "poisson_glm1" in text  # baselines, same split
+    assert "loglik/bin n/a: observation 'gaussian_sqrt' is a density" in text
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "LowRankRNN rank 2, 6 units, 3 channels, gaussian_sqrt" in text

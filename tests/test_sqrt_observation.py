@@ -100,6 +100,9 @@ def test_fit_compare_and_round_trip(tmp_path):
     rows = compare_to_baselines(est, train, test, k=2, n_draws=2)
     # its density is not a probability of the counts: no log-likelihood beside Poisson's
     assert math.isnan(rows[0]["loglik_per_bin"])
+    from nwb_lrnn.baselines import format_comparison
+
+    assert format_comparison(rows).splitlines()[1].split()[:2] == ["lowrank_rnn", "n/a"]
     assert np.isfinite(rows[0]["mse_1"]) and np.isfinite(rows[1]["loglik_per_bin"])
     path = tmp_path / "fit.nwb"
     write_nwb(est, path, data=data, include=("model",))
