@@ -525,10 +525,12 @@ class LowRankRNN(TransformerMixin, BaseEstimator):
         obs = check_option("observation", self.observation, ("auto", *OBSERVATIONS))
         if obs == "auto":
             # encoder settings of one's own mean the encoder proposal, which needs Poisson
+            default = {n: p.default for n, p in
+                       inspect.signature(LowRankRNN.__init__).parameters.items()}
             encoder_set = (encoder_kernels(self.encoder_kernel)
-                           != encoder_kernels(_defaults.ENCODER_KERNEL)
-                           or self.encoder_hidden != _defaults.ENCODER_HIDDEN
-                           or bool(self.encoder_causal) or self.encoder_padding != "zeros")
+                           != encoder_kernels(default["encoder_kernel"])
+                           or any(getattr(self, n) != default[n] for n in
+                                  ("encoder_hidden", "encoder_causal", "encoder_padding")))
             obs = observation_for(data.kind, readout=self.readout, link=self.link,
                                   proposal="encoder" if encoder_set else self.proposal)
         obs_cls = OBSERVATIONS[obs]

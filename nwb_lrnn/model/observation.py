@@ -391,10 +391,13 @@ class GaussianObservation(_AffineReadout):
     def init_from_data(self, values, bin_size, rank):
         """PCA: C from the top principal axes, d the mean, σ the residual SD."""
         cov = self._init_readout(values.reshape(-1, values.shape[-1]).float(), rank)
-        C = self.C
-        resid = (torch.diagonal(cov) - (C * C).sum(1)).clamp_min(
-            1e-2 * cov.diagonal().mean() + 1e-8)
-        self.raw_sd.copy_(softplus_inverse(resid.sqrt()))
+        self._init_sd(torch.diagonal(cov) - (self.C * self.C).sum(1), torch.diagonal(cov))
+
+    @torch.no_grad()
+    def _init_sd(self, noise_var: torch.Tensor, channel_var: torch.Tensor) -> None:
+        """σ² from each channel's noise variance, at least 1 % of the channels' mean variance."""
+        floor = 1e-2 * channel_var.mean() + 1e-8
+        self.raw_sd.copy_(softplus_inverse(noise_var.to(self.C.dtype).clamp_min(floor).sqrt()))
 
     def to_arrays(self):
         return {"C": _np(self.C), "d": _np(self.d), "noise_x": _np(self.sd())}
@@ -506,8 +509,7 @@ class GaussianSqrtObservation(GaussianObservation):
         C, noise = fa_loadings(flat, rank)
         self.C.copy_(C.to(self.C.dtype))
         self.d.copy_(flat.mean(0))
-        floor = 1e-2 * flat.var(0).mean() + 1e-8
-        self.raw_sd.copy_(softplus_inverse(noise.to(self.C.dtype).clamp_min(floor).sqrt()))
+        self._init_sd(noise, flat.var(0))
 
     def log_prob_constant(self, y):
         return super().log_prob_constant(y) + self.log_jacobian(y)
