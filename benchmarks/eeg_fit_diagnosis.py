@@ -12,6 +12,8 @@ fitted to, takes the same held-out part, and swaps the halves of generated data:
 - for a model with AR or VAR noise, how far the noise's stationary covariance Σ_e lies from the
   covariance of the training part's posterior residual (eigenvalues of Γ^-1/2 Σ_e Γ^-1/2; 1
   where they agree);
+- the fit with its noise's A and Σ_η replaced by a least-squares VAR(1) of the training part's
+  posterior residual (validation bound and generated data before and after);
 - two stretches of the recording itself scored as if generated (what D_stsp gives data of the
   same subject).
 
@@ -115,7 +117,8 @@ def noise_refit(est, obs, train, test, res_tr, z_te, C, d, score, draws):
         gen, zg = est.sample(1, len(z_te), burn_in=500, random_state=s, return_latents=True)
         g, zg = gen.values[0].astype(float), np.asarray(zg)[0]
         rows["refitted noise: generated"].append(score(g))
-        rows["posterior latents + refitted noise"].append(score(z_te @ C.T + d + (g - zg @ C.T - d)))
+        noise = g - zg @ C.T - d
+        rows["posterior latents + refitted noise"].append(score(z_te @ C.T + d + noise))
     for name, vals in rows.items():
         v = np.asarray(vals)
         print(f"{name:42s} D_stsp {v[:, 0].mean():.3f} ± {v[:, 0].std(ddof=1):.3f}   "
