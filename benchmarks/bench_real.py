@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import nwb_lrnn
     from nwb_lrnn.baselines import (
+        compare_decoding,
         compare_to_baselines,
         comparison_metrics,
-        fa_latents,
+        decoding_metrics,
         format_comparison,
-        pca_latents,
     )
     from nwb_lrnn.cli import load_source
 
@@ -136,10 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                                     baselines=base_rows is None)
         base_rows = rows[1:] if base_rows is None else base_rows
         rows = rows[:1] + base_rows
-        if args.save is not None:  # with the comparison, as nwb-lrnn fit stores it
+        dec = (compare_decoding(est, data, behaviors, n_runs=args.decode_runs)
+               if behaviors else None)
+        if args.save is not None:  # with the comparisons, as nwb-lrnn fit stores them
             args.save.mkdir(parents=True, exist_ok=True)
             nwb_lrnn.write_nwb(est, args.save / f"rank{rank}.nwb", data=data, overwrite=True,
-                               include=("model", "metrics"), metrics=comparison_metrics(rows))
+                               include=("model", "metrics"),
+                               metrics={**comparison_metrics(rows),
+                                        **(decoding_metrics(dec) if dec else {})})
         st = est.stability_
         took = (f"read from {args.load}" if args.load is not None
                 else f"fitted in {time.perf_counter() - t0:.0f} s")
@@ -155,16 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"({h.val_bound[h.best_epoch]:.4f}; last {h.val_bound[-1]:.4f}); the fit "
                   f"holds epoch {len(h.val_bound) if args.last_epoch else h.best_epoch + 1}")
         print(format_comparison(rows, k=args.k))
-        if behaviors:
-            from nwb_lrnn.analysis import decode_behavior
-
-            lat = {"lowrank_rnn": est.transform(data, n_runs=args.decode_runs),
-                   "pca": pca_latents(data, n_components=rank),
-                   "fa": fa_latents(data, n_components=rank)}
-            for name, b in behaviors.items():
+        if dec:
+            for name in behaviors:
                 print(f"decoding {name}, R² (cross-validated ridge, {rank} latents each): "
-                      + ", ".join(f"{k} {decode_behavior(z, b)['mean_r2']:.3f}"
-                                  for k, z in lat.items()))
+                      + ", ".join(f"{r['model']} {r[name]:.3f}" for r in dec))
     return 0
 
 

@@ -15,7 +15,8 @@ and ``sample(n_trials, n_time, ...)`` (surrogate data for D_stsp, D_H and spike 
   (log1p) counts, one scikit-learn ``PoissonRegressor`` per neuron; ``p=0`` is a constant
   rate per neuron.
 - :func:`pca_latents`, :func:`fa_latents`: the latents of PCA and factor analysis of smoothed
-  counts, the usual reference for decoding behaviour from latents.
+  counts, the usual reference for decoding behaviour from latents; :func:`compare_decoding`
+  decodes behaviour from them and from a fit's latents with the same decoder.
 
 :func:`compare_to_baselines` puts a fitted :class:`~nwb_lrnn.LowRankRNN` and the baselines side by
 side on held-out data.
@@ -34,9 +35,12 @@ __all__ = [
     "VAR",
     "IIDGaussian",
     "PoissonGLM",
+    "compare_decoding",
     "compare_to_baselines",
+    "decoding_metrics",
     "fa_latents",
     "format_comparison",
+    "format_decoding",
     "pca_latents",
 ]
 
@@ -310,7 +314,8 @@ def pca_latents(train: Any, test: Any | None = None, *, n_components: int,
     """PCA latents of Gaussian-smoothed (σ = ``smooth_s``) square-root counts.
 
     Fitted on ``train``; returns the latents of ``test`` (default ``train``), shape
-    (trials, time, n_components).
+    (trials, time, n_components). Continuous data (BinnedData of kind 'continuous', or an
+    array with negative values) are smoothed as they are, without the square root.
     """
     return _linear_latents("pca", train, test, n_components, bin_size, smooth_s)
 
@@ -325,15 +330,121 @@ def _linear_latents(kind, train, test, n_components, bin_size, smooth_s):
     from sklearn.decomposition import PCA, FactorAnalysis
 
     n_components = check_int("n_components", n_components, min_value=1)
-    tr, bs, _ = _values(train, "train")
+    tr, bs, kind = _values(train, "train")
     te = tr if test is None else _values(test, "test")[0]
     bs = bin_size or bs or 1.0
-    f_tr = _smooth(np.sqrt(tr), bs, smooth_s)
-    f_te = _smooth(np.sqrt(te), bs, smooth_s)
+    counts = kind == "counts" or (kind is None and tr.min() >= 0 and te.min() >= 0)
+    f = np.sqrt if counts else np.asarray
+    f_tr = _smooth(f(tr), bs, smooth_s)
+    f_te = _smooth(f(te), bs, smooth_s)
     model = (PCA(n_components) if kind == "pca" else FactorAnalysis(n_components, random_state=0))
     model.fit(f_tr.reshape(-1, f_tr.shape[-1]))
     return model.transform(f_te.reshape(-1, f_te.shape[-1])).reshape(
         te.shape[0], te.shape[1], n_components)
+
+
+DECODING_MODELS = ("lowrank_rnn", "pca", "fa")
+"""The rows of :func:`compare_decoding`: the fit's posterior latents, PCA and factor analysis."""
+
+
+def compare_decoding(estimator: Any, data: Any, behavior: Any, *, cv: int = 5,
+                     n_runs: int = 1, smooth_s: float = 0.1,
+                     random_state: Any = 0) -> list[dict[str, Any]]:
+    """Behaviour decoded from the fit's latents beside PCA and factor-analysis latents of as
+    many dimensions (the fit's rank), with the same decoder.
+
+    Each set of latents goes through the same cross-validated ridge regression
+    (:func:`nwb_lrnn.analysis.decode_behavior`: ``cv`` folds of trials, or contiguous blocks
+    of one long recording). The RNN's latents are the posterior means
+    (``estimator.transform(data, n_runs=n_runs)``); PCA and FA are fitted to the whole of
+    ``data``, Gaussian-smoothed over ``smooth_s`` seconds (square-root counts for spikes, see
+    :func:`pca_latents`). The usual reading: latents that model the dynamics should decode
+    behaviour at least as well as factor analysis with the same number of dimensions.
+
+    Parameters
+    ----------
+    estimator : LowRankRNN
+        Fitted (on part or all of ``data``).
+    data : BinnedData
+        The recording, shape (trials, time, channels).
+    behavior : ndarray or dict of str to ndarray
+        Behaviour on ``data``'s bins, each (trials, time, D), (trials, time) or (time, D)
+        (e.g. :func:`nwb_lrnn.io.read_behavior` with ``like=data``); a dict names several
+        (``{"hand_vel": vel, "hand_pos": pos}``), a bare array is named ``"behavior"``. NaN
+        bins are left out.
+    cv, n_runs, smooth_s : int, int, float
+        Folds, filter runs averaged for the RNN's latents, smoothing of the PCA/FA input.
+    random_state : int
+        Seed of the filter runs.
+
+    Returns
+    -------
+    list of dict, one per model of ``DECODING_MODELS`` (``lowrank_rnn``, ``pca``, ``fa``):
+    ``model``, ``n_components`` and, per behaviour name, the cross-validated R² averaged over
+    its dimensions (``<name>``) and per dimension (``<name>_r2``, a list).
+
+    Examples
+    --------
+    >>> from nwb_lrnn.io import read_behavior  # doctest: +SKIP
+    >>> rows = compare_decoding(est, data, {"hand_vel": read_behavior(
+    ...     "session.nwb", "hand_vel", like=data)})  # doctest: +SKIP
+    >>> print(format_decoding(rows))  # doctest: +SKIP
+    """
+    from .analysis.decoding import decode_behavior
+
+    named = dict(behavior) if isinstance(behavior, dict) else {"behavior": behavior}
+    if not named:
+        raise ValueError("behavior is empty: give an array or a dict of named arrays.")
+    rank = int(estimator.model_config_.rank)
+    lat = {"lowrank_rnn": np.asarray(estimator.transform(data, n_runs=n_runs,
+                                                         random_state=random_state)),
+           "pca": pca_latents(data, n_components=rank, smooth_s=smooth_s),
+           "fa": fa_latents(data, n_components=rank, smooth_s=smooth_s)}
+    rows = []
+    for model in DECODING_MODELS:
+        row: dict[str, Any] = {"model": model, "n_components": rank}
+        for name, b in named.items():
+            got = decode_behavior(lat[model], b, cv=cv)
+            row[name] = float(got["mean_r2"])
+            row[f"{name}_r2"] = [float(v) for v in got["r2"]]
+        rows.append(row)
+    return rows
+
+
+def _decoded_names(rows: list[dict[str, Any]]) -> list[str]:
+    return [k for k in rows[0] if k not in ("model", "n_components") and not k.endswith("_r2")]
+
+
+def format_decoding(rows: list[dict[str, Any]]) -> str:
+    """:func:`compare_decoding` rows as an aligned text table of R² (higher is better; the
+    best of each column marked ``*``)."""
+    names = _decoded_names(rows)
+    width = max([len(n) for n in names] + [8]) + 2
+    lines = ["model".ljust(14) + "".join(n.rjust(width) for n in names)]
+    best = {n: max(r[n] for r in rows) for n in names}
+    for r in rows:
+        lines.append(r["model"].ljust(14) + "".join(
+            (f"{r[n]:.3f}" + ("*" if r[n] == best[n] else " ")).rjust(width) for n in names))
+    return "\n".join(lines)
+
+
+def decoding_metrics(rows: list[dict[str, Any]]) -> dict[str, tuple[float, str]]:
+    """:func:`compare_decoding` rows as the metrics a fit file stores:
+    ``{'decoding.<model>.<behaviour>': (R², 'cross_validation')}`` (:func:`stored_decoding`
+    reads them back)."""
+    return {f"decoding.{r['model']}.{n}": (float(r[n]), "cross_validation")
+            for r in rows for n in _decoded_names(rows)}
+
+
+def stored_decoding(metrics) -> dict[str, dict[str, float]]:
+    """The decoding comparison in a fit file's metrics (a list of (name, value, split)), as
+    ``{model: {behaviour: R²}}``; empty when the file holds none."""
+    table: dict[str, dict[str, float]] = {}
+    for name, value, split in metrics:
+        parts = str(name).split(".", 2)
+        if split == "cross_validation" and len(parts) == 3 and parts[0] == "decoding":
+            table.setdefault(parts[1], {})[parts[2]] = float(value)
+    return table
 
 
 def compare_to_baselines(estimator: Any, train: Any, test: Any, *, k: int = 5,

@@ -143,6 +143,11 @@ def _fit(args: argparse.Namespace) -> int:
                                                  or args.skip_existing):
         raise CLIError(f"--shared, --backend ray and --skip-existing are for the sessions of a "
                        f"dandiset; {args.source} is one recording.")
+    if getattr(args, "behavior", None) and (source_kind(args.source) != "nwb"
+                                             or not Path(args.source).is_file()):
+        raise CLIError(f"--behavior reads behavioural series from a local NWB file; "
+                       f"{args.source} is not one (download the session and fit the file, or "
+                       "decode with nwb_lrnn.baselines.compare_decoding in Python).")
     if source_kind(args.source) == "dandi":
         if args.backend == "ray" and not args.shared:
             done = _fit_sessions_ray(args)
@@ -158,8 +163,37 @@ def _fit(args: argparse.Namespace) -> int:
     else:
         out = _check_fit_args(args)  # every check before any data is read or trained on
         data = load_source(args)
-    _fit_one(args, data, out)
+    _fit_one(args, data, out, behavior=_read_behaviors(args, data))
     return 0
+
+
+def _read_behaviors(args: argparse.Namespace, data) -> dict:
+    """--behavior's series on the data's bins, read before fitting (a wrong name fails now,
+    not after training); {} without --behavior."""
+    names = list(getattr(args, "behavior", None) or [])
+    if not names:
+        return {}
+    from .io import read_behavior
+
+    try:
+        return {name: read_behavior(args.source, name, like=data) for name in names}
+    except ValueError as err:
+        raise CLIError(f"--behavior: {err} (checked before fitting)") from None
+
+
+def _decoding_metrics(est, data, behavior: dict) -> dict:
+    """Behaviour decoded from the fit's latents beside PCA and FA, printed; rows for the
+    file."""
+    if not behavior:
+        return {}
+    from .baselines import compare_decoding, decoding_metrics, format_decoding
+
+    rows = compare_decoding(est, data, behavior)
+    print(f"  behaviour decoded (R², cross-validated ridge, 5 folds; {est.rank} latents each "
+          "from the fit, PCA and factor analysis of the smoothed data):")
+    for line in format_decoding(rows).splitlines():
+        print(f"    {line}")
+    return decoding_metrics(rows)
 
 
 def _check_session_options(args: argparse.Namespace) -> None:
@@ -406,7 +440,7 @@ def _fit_shared(args: argparse.Namespace, sessions: list) -> int:
     return 0
 
 
-def _fit_one(args: argparse.Namespace, data, out: Path):
+def _fit_one(args: argparse.Namespace, data, out: Path, behavior: dict | None = None):
     from . import LowRankRNN
     from .results import write_nwb
 
@@ -439,6 +473,7 @@ def _fit_one(args: argparse.Namespace, data, out: Path):
               f"best validation bound ({h.val_bound[kept]:.4f})")
     print(f"  {stability_line(est)}")
     metrics = _baseline_metrics(est, data, args)
+    metrics.update(_decoding_metrics(est, data, behavior or {}))
     try:
         write_nwb(est, out, data=data, overwrite=args.overwrite, include=include,
                   metrics=metrics, mode="append" if args.append else "new",
@@ -1107,6 +1142,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held out for the validation bound and the baseline comparison: this "
                         "fraction of the trials, or the end of one long recording (0: train "
                         "on everything, no comparison)")
+    p.add_argument("--behavior", nargs="+", metavar="NAME", default=[],
+                   help="local NWB file: behavioural series (e.g. hand_vel hand_pos) to decode "
+                        "from the fit's latents and from PCA and factor analysis with as many "
+                        "dimensions (cross-validated ridge); read before fitting, printed "
+                        "and stored with the fit's metrics")
     p.add_argument("--batch-size", type=int, default=_defaults.BATCH_SIZE,
                    help="sequences per step")
     p.add_argument("--lr", type=float, default=_defaults.LEARNING_RATE,

@@ -170,6 +170,27 @@ def _comparison_html(stored) -> str:
             f"<table><tr><th>model</th>{head}</tr>{body}</table>")
 
 
+def _decoding_html(stored) -> str:
+    """The decoding comparison (metrics named 'decoding.model.behaviour'), or ''."""
+    from .baselines import stored_decoding
+
+    table = stored_decoding(stored)
+    if not table:
+        return ""
+    names = list(dict.fromkeys(n for r in table.values() for n in r))
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = "".join(
+        f"<tr><th>{html.escape(m)}</th>"
+        + "".join(f"<td>{r[n]:.3f}</td>" if n in r else "<td>n/a</td>" for n in names)
+        + "</tr>" for m, r in table.items())
+    return ("<h2>Behaviour decoded from the latents</h2><p>Cross-validated R² (ridge "
+            "regression, the same folds for every model; higher is better) of each "
+            "behavioural series from the fit's posterior latents and from PCA and factor "
+            "analysis with as many dimensions. Latents that model the dynamics should decode "
+            "at least as well as factor analysis.</p>"
+            f"<table><tr><th>model</th>{head}</tr>{body}</table>")
+
+
 def _html(fit_path, est, figures, fp, stored=()) -> str:
     cfg = est.model_config_
     rows = {"file": str(fit_path), "rank": cfg.rank, "units": cfg.n_units,
@@ -220,7 +241,8 @@ def _html(fit_path, est, figures, fp, stored=()) -> str:
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}
 img{{max-width:100%}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></head>
-<body><h1>Low-rank RNN fit</h1><table>{table}</table>{_comparison_html(stored)}{figs}
+<body><h1>Low-rank RNN fit</h1><table>{table}</table>{_comparison_html(stored)}
+{_decoding_html(stored)}{figs}
 </body></html>
 """
 
@@ -248,7 +270,11 @@ def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
         generated draws}); ``baselines``: {name: {"measures": ..., "sd": ...}}, from the first
         file; ``same_split``: whether every file holds the same baseline values (the fits were
         measured on the same held-out part); ``first_better``: {baseline: {measure: the
-        smallest rank whose fit is better, or None}}.
+        smallest rank whose fit is better, or None}}. Files that hold a decoding comparison
+        (``nwb-lrnn fit --behavior``, :func:`~nwb_lrnn.baselines.compare_decoding`) add
+        ``decoding`` ({model: {behaviour: R²}}) to their fit's dict, and the result has
+        ``decoding_first_level``: {'fa' | 'pca': {behaviour: the smallest rank whose latents
+        decode it at least as well, or None}}.
 
     Raises
     ------
@@ -261,7 +287,7 @@ def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
     >>> cmp["first_better"]["var5"]["dh"]  # doctest: +SKIP
     4
     """
-    from .baselines import badness, stored_comparison
+    from .baselines import badness, stored_comparison, stored_decoding
     from .io.fit_nwb import summarize_fit
 
     fits, baselines, same = [], None, True
@@ -283,7 +309,8 @@ def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
         rank = int(cfg.get("rank", 0))
         obs = str(cfg.get("observation", ""))
         fits.append({"path": str(path), "label": f"rank {rank}, {obs} ({Path(path).name})",
-                     "rank": rank, "observation": obs, **rnn})
+                     "rank": rank, "observation": obs, **rnn,
+                     "decoding": stored_decoding(info["metrics"])})
     fits.sort(key=lambda f: f["rank"])
     baselines = baselines or {}
     first: dict[str, dict[str, int | None]] = {}
@@ -293,7 +320,18 @@ def compare_fits(fit_paths: list[str | Path]) -> dict[str, Any]:
             first[bname][measure] = next(
                 (f["rank"] for f in fits if measure in f["measures"]
                  and badness(measure, f["measures"][measure]) < badness(measure, bval)), None)
-    return {"fits": fits, "baselines": baselines, "same_split": same, "first_better": first}
+    # decoding: the smallest rank whose latents decode a behaviour at least as well as factor
+    # analysis (and PCA) of the same rank
+    decoding: dict[str, dict[str, int | None]] = {}
+    for f in fits:
+        for model in ("fa", "pca"):
+            for name, r2 in f["decoding"].get(model, {}).items():
+                best = decoding.setdefault(model, {})
+                rnn = f["decoding"].get("lowrank_rnn", {}).get(name)
+                if best.get(name) is None:
+                    best[name] = f["rank"] if rnn is not None and rnn >= r2 else None
+    return {"fits": fits, "baselines": baselines, "same_split": same, "first_better": first,
+            "decoding_first_level": decoding}
 
 
 def _measures(row: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -318,6 +356,21 @@ def format_fit_comparison(cmp: dict[str, Any]) -> str:
         parts = [f"{_LABELS.get(m, m)} {'rank ' + str(r) if r is not None else 'no rank fitted'}"
                  for m, r in per.items() if m in _LABELS]
         lines.append(f"smallest rank better than {bname}: " + ", ".join(parts))
+    dec = [f for f in cmp["fits"] if f.get("decoding")]
+    if dec:
+        names = list(dict.fromkeys(n for f in dec for r in f["decoding"].values() for n in r))
+        lines += ["", "behaviour decoded, R² (the fit's latents / PCA / FA of the same rank):"]
+        for f in dec:
+            d = f["decoding"]
+            cells = [f"{n} " + " / ".join(
+                f"{d[m][n]:.3f}" if n in d.get(m, {}) else "n/a"
+                for m in ("lowrank_rnn", "pca", "fa")) for n in names]
+            lines.append(f"  rank {f['rank']}: " + "; ".join(cells))
+        for model, per in cmp.get("decoding_first_level", {}).items():
+            parts = [f"{n} {'rank ' + str(r) if r is not None else 'no rank fitted'}"
+                     for n, r in per.items()]
+            lines.append(f"smallest rank decoding at least as well as {model.upper()}: "
+                         + ", ".join(parts))
     return "\n".join(lines)
 
 

@@ -11,10 +11,14 @@ from nwb_lrnn.baselines import (
     VAR,
     IIDGaussian,
     PoissonGLM,
+    compare_decoding,
     compare_to_baselines,
+    decoding_metrics,
     fa_latents,
     format_comparison,
+    format_decoding,
     pca_latents,
+    stored_decoding,
 )
 
 
@@ -92,6 +96,54 @@ def test_pca_and_fa_latents_find_a_shared_signal():
         lat = fn(y, n_components=1, bin_size=0.02)
         assert lat.shape == (1, 2000, 1)
         assert abs(np.corrcoef(lat[0, :, 0], s[0, :, 0])[0, 1]) > 0.9
+
+
+def test_pca_latents_of_continuous_data_use_the_values():
+    # continuous data (negative values) are not square-rooted: the latents stay finite and
+    # follow the shared signal
+    rng = np.random.default_rng(1)
+    s = np.sin(np.linspace(0, 30, 1500))
+    x = s[None, :, None] * rng.normal(size=(1, 1, 12)) + 0.3 * rng.normal(size=(1, 1500, 12))
+    data = BinnedData(x, 0.01, "continuous")
+    for fn in (pca_latents, fa_latents):
+        lat = fn(data, n_components=1, smooth_s=0.0)
+        assert np.isfinite(lat).all()
+        assert abs(np.corrcoef(lat[0, :, 0], s)[0, 1]) > 0.9
+
+
+def test_compare_decoding_tells_a_decodable_behaviour_from_noise():
+    from nwb_lrnn.analysis import decode_behavior
+    from nwb_lrnn.teachers import oscillator_teacher
+
+    teacher = oscillator_teacher(20, 2, seed=3)  # a fitted-like model with known latents
+    data, z = teacher.sample(12, 120, burn_in=50, random_state=4, return_latents=True)
+    z = np.asarray(z)
+    rng = np.random.default_rng(5)
+    behaviour = {"linear": z @ np.array([1.0, -0.5]) + 0.05 * rng.normal(size=z.shape[:2]),
+                 "noise": rng.normal(size=(12, 120, 2))}
+    rows = compare_decoding(teacher, data, behaviour, random_state=0)
+    assert [r["model"] for r in rows] == ["lowrank_rnn", "pca", "fa"]
+    by = {r["model"]: r for r in rows}
+    # the teacher's own posterior latents carry the behaviour; PCA and FA of 20 channels
+    # with 2 dimensions span nearly the same space
+    assert by["lowrank_rnn"]["linear"] > 0.8
+    assert by["fa"]["linear"] > 0.5 and by["pca"]["linear"] > 0.5
+    for r in rows:
+        assert r["noise"] < 0.05 and len(r["noise_r2"]) == 2 and r["n_components"] == 2
+    # the RNN row is the decoder run on transform's latents, with the same folds
+    direct = decode_behavior(teacher.transform(data, random_state=0), behaviour["linear"])
+    assert by["lowrank_rnn"]["linear"] == pytest.approx(direct["mean_r2"])
+    text = format_decoding(rows)
+    assert text.splitlines()[0].split() == ["model", "linear", "noise"]
+    best = max(rows, key=lambda r: r["linear"])["model"]
+    assert next(ln for ln in text.splitlines() if ln.startswith(best)).split()[1].endswith("*")
+    # stored as metrics and read back
+    metrics = [(k, v, split) for k, (v, split) in decoding_metrics(rows).items()]
+    assert all(split == "cross_validation" for _, _, split in metrics)
+    back = stored_decoding([*metrics, ("var1.dh", 0.1, "validation")])
+    assert back == {r["model"]: {"linear": r["linear"], "noise": r["noise"]} for r in rows}
+    with pytest.raises(ValueError, match="behavior is empty"):
+        compare_decoding(teacher, data, {})
 
 
 def test_baselines_reject_bad_input():

@@ -494,3 +494,44 @@ def test_a_session_that_fails_does_not_stop_the_others(tmp_path, capsys, monkeyp
     assert [r["status"] for r in rows] == ["error", "ok"]
     assert "diverged" in rows[0]["error"]
     assert (tmp_path / "fits" / rows[1]["results"]).exists()
+
+
+def test_fit_decodes_behaviour_beside_pca_and_fa(tmp_path, capsys):
+    from nwb_lrnn.baselines import stored_decoding
+    from nwb_lrnn.io.fit_nwb import summarize_fit
+    from tests.test_spikes import write_nlb_file
+
+    src, *_ = write_nlb_file(tmp_path / "reach.nwb")
+    out = tmp_path / "fit.nwb"
+    args = ["fit", str(src), "--bin-size", "0.05", "--epochs", "2", "--units", "8", "--rank",
+            "2", "--window", "50", "--steps-per-epoch", "2", "--quiet", "--out", str(out)]
+    # a series the file does not hold fails before any training, naming the ones it holds
+    assert main([*args, "--behavior", "hand_pos"]) == 2
+    err = capsys.readouterr().err
+    assert "--behavior" in err and "hand_vel" in err and "checked before fitting" in err
+    assert not out.exists()
+    assert main([*args, "--behavior", "hand_vel"]) == 0
+    text = capsys.readouterr().out
+    assert "behaviour decoded (R², cross-validated ridge" in text
+    table = text[text.index("behaviour decoded"):].splitlines()[1:5]
+    assert table[0].split() == ["model", "hand_vel"]
+    assert [ln.split()[0] for ln in table[1:]] == ["lowrank_rnn", "pca", "fa"]
+    stored = stored_decoding(summarize_fit(out)["metrics"])
+    assert set(stored) == {"lowrank_rnn", "pca", "fa"}
+    for ln in table[1:]:  # the printed R² is the stored one
+        model, value = ln.split()
+        assert float(value.rstrip("*")) == round(stored[model]["hand_vel"], 3)
+    # the report shows it
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Behaviour decoded from the latents" in page and "hand_vel" in page
+
+
+def test_behavior_needs_a_local_nwb_file(capsys):
+    from pathlib import Path
+
+    eeg = Path(__file__).parent / "data" / "S001R01.edf"
+    assert main(["fit", str(eeg), "--behavior", "hand_vel", "--epochs", "1", "--quiet",
+                 "--out", "never_written.nwb"]) == 2
+    assert "--behavior reads behavioural series from a local NWB file" in capsys.readouterr().err
+    assert not Path("never_written.nwb").exists()

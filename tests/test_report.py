@@ -69,13 +69,37 @@ def test_flow_field_of_a_rank3_network_is_drawn_through_a_fixed_point():
     assert np.abs(drift).max() < 1e-5
 
 
-def _fit_with_comparison(tmp_path, rank, rows, name):
+def _fit_with_comparison(tmp_path, rank, rows, name, decoding=None):
     teacher = oscillator_teacher(4, 2)
     data = teacher.sample(2, 60, random_state=0)
     est = LowRankRNN(rank=rank, n_units=4, max_epochs=1, n_particles=4, verbose=False,
                      random_state=0).fit(data)
     metrics = {f"{m}.{k}": (v, "validation") for m, r in rows.items() for k, v in r.items()}
+    metrics.update({f"decoding.{m}.{k}": (v, "cross_validation")
+                    for m, r in (decoding or {}).items() for k, v in r.items()})
     return write_nwb(est, tmp_path / name, data=data, metrics=metrics)
+
+
+def test_rank_comparison_shows_decoding_against_fa_of_the_same_rank(tmp_path, capsys):
+    from nwb_lrnn.report import compare_fits, format_fit_comparison
+
+    rows = {"lowrank_rnn": {"mse_1": 0.3}, "var1": {"mse_1": 0.2}}
+    f1 = _fit_with_comparison(tmp_path, 1, rows, "r1.nwb", {
+        "lowrank_rnn": {"vel": 0.10, "pos": 0.30}, "pca": {"vel": 0.12, "pos": 0.20},
+        "fa": {"vel": 0.11, "pos": 0.30}})
+    f2 = _fit_with_comparison(tmp_path, 2, rows, "r2.nwb", {
+        "lowrank_rnn": {"vel": 0.25, "pos": 0.31}, "pca": {"vel": 0.30, "pos": 0.25},
+        "fa": {"vel": 0.20, "pos": 0.35}})
+    cmp = compare_fits([f2, f1])
+    assert cmp["fits"][0]["decoding"]["fa"] == {"vel": 0.11, "pos": 0.30}
+    # at least as well as FA: pos at rank 1 (0.30 >= 0.30), vel at rank 2; PCA: pos at rank 1,
+    # vel never
+    assert cmp["decoding_first_level"] == {"fa": {"vel": 2, "pos": 1},
+                                           "pca": {"vel": None, "pos": 1}}
+    text = format_fit_comparison(cmp)
+    assert "rank 2: vel 0.250 / 0.300 / 0.200; pos 0.310 / 0.250 / 0.350" in text
+    assert "smallest rank decoding at least as well as FA: vel rank 2, pos rank 1" in text
+    assert "as well as PCA: vel no rank fitted, pos rank 1" in text
 
 
 def test_several_fits_are_compared_by_rank_with_their_baselines(tmp_path, capsys):
