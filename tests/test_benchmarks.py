@@ -65,7 +65,8 @@ def test_eeg_fit_diagnosis_swaps_latents_and_noise(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     for row in ("posterior latents + generated noise", "generated latents + posterior residual",
-                "noise's stationary covariance", "stretch just before the held-out part"):
+                "noise's stationary covariance", "noise refitted to the training residual",
+                "posterior latents + refitted noise", "stretch just before the held-out part"):
         assert row in text, text
 
 
@@ -90,3 +91,18 @@ def test_bundled_spike_recordings_convert_to_nwb_with_their_counts(tmp_path):
         vel = read_behavior(out, "hand_vel", like=data)
         assert data.shape == (1, n_bins, n_units) and vel.shape == (1, n_bins, 2)
         assert np.isfinite(vel).all() and vel.std() > 0
+
+
+def test_bundled_second_eeg_recording_reads_without_its_ecg_channel():
+    import hashlib
+
+    from nwb_lrnn.io import read
+
+    edf = Path(__file__).parents[1] / "benchmarks" / "data" / "Subject00_2.edf"
+    # the file its README describes, byte for byte
+    assert hashlib.sha256(edf.read_bytes()).hexdigest().startswith("19476db6d5f2bcd4")
+    data = read(edf, bin_size=1 / 160)
+    # 'EEG Fp1' ... typed EEG and renamed by their label prefix; 'ECG ECG' typed ECG, left out
+    assert data.n_channels == 20 and data.channel_names[:2] == ["Fp1", "Fp2"]
+    assert "ECG" not in data.channel_names and "A2-A1" in data.channel_names
+    assert data.n_time == 9920 and abs(data.bin_size - 1 / 160) < 1e-12

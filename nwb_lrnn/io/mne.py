@@ -46,7 +46,10 @@ def read_eeg(path: str | os.PathLike, *, preload: bool = True,
     Parameters
     ----------
     path : str | PathLike
-        An EDF, BDF, FIF, BrainVision (.vhdr), EEGLAB (.set), GDF or CNT file.
+        An EDF, BDF, FIF, BrainVision (.vhdr), EEGLAB (.set), GDF or CNT file. EDF and BDF
+        labels with a type prefix are typed by it (MNE's ``infer_types=True``): ``"EEG
+        Fp1"`` becomes the EEG channel ``"Fp1"``, ``"ECG ECG"`` an ECG channel, which
+        :func:`from_mne` leaves out of the data channels.
     preload : bool
         Load the data into memory (default True).
     verbose : bool | str | int | None
@@ -81,12 +84,16 @@ def read_eeg(path: str | os.PathLike, *, preload: bool = True,
                            f"{', '.join(EEG_EXTENSIONS)}).")
     import warnings
 
+    # EDF/BDF: channel types from the labels ('EEG Fp1' is the EEG channel 'Fp1', 'ECG ECG' an
+    # ECG channel, left out of the data channels), as MNE's infer_types=True reads them;
+    # labels without a type prefix ('Fc5.') keep their name and the type EEG
+    extra = {"infer_types": True} if p.lower().endswith((".edf", ".bdf")) else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = mne.io.read_raw(p, preload=preload, verbose=verbose)
+            raw = mne.io.read_raw(p, preload=preload, verbose=verbose, **extra)
     except (ValueError, OSError, KeyError, IndexError, RuntimeError, UnicodeDecodeError,
-            struct_error()) as err:
+            NotImplementedError, struct_error()) as err:
         raise EEGReadError(f"{p} cannot be read by MNE (damaged or truncated file?): "
                            f"{type(err).__name__}: {err}") from None
     if raw.n_times == 0 or len(raw.ch_names) == 0:

@@ -88,17 +88,10 @@ def read(source: str | os.PathLike, *, bin_size: float | None = None,
 def _read_eeg(path, *, bin_size: float | None, preprocessing: str, picks: Any = "eeg",
               **kwargs: Any):
     from .._validate import check_option
-    from .mne import EEGReadError, _import_mne
+    from .mne import read_eeg
 
     check_option("eeg_preprocessing", preprocessing, EEG_PREPROCESSING)
-    mne = _import_mne()
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"EEG file not found: {path}")
-    try:
-        raw = mne.io.read_raw(str(path), preload=True, verbose="error")
-    except (ValueError, RuntimeError, NotImplementedError) as err:
-        raise EEGReadError(f"MNE cannot read {path}: {err}") from None
+    raw = read_eeg(Path(path).expanduser(), preload=True, verbose="error")
     if bin_size:
         raw.resample(1.0 / bin_size, verbose="error")
     if preprocessing == "paper":
