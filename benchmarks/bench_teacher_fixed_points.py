@@ -9,7 +9,7 @@ the stability of fixed points unchanged, so those are compared directly.
 
     .venv/bin/python benchmarks/bench_teacher_fixed_points.py [--seeds 0 1] [--epochs 30]
         [--trials 32] [--time 150] [--observation gaussian] [--validation 0.2] [--threads 1]
-        [--growth 0.1] [--readout units|affine]
+        [--growth 0.1] [--readout units|affine] [--batch-size 8]
 
 The Poisson teacher reads each neuron out of one RNN unit (rate = softplus(β_i tanh(u_iᵀ z −
 h_i) + b_i), ``readout='units'``); its students do the same unless ``--readout affine``
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time", type=int, default=150)
     ap.add_argument("--observation", choices=("gaussian", "poisson"), default="gaussian")
     ap.add_argument("--validation", type=float, default=0.0)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--lr-final", type=float, default=0.003)
     ap.add_argument("--growth", type=float, default=0.15,
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             extra["readout"] = args.readout or "units"
         student = LowRankRNN(rank=2, n_units=n_units, nonlinearity="tanh", n_particles=32,
                              observation=args.observation, **extra,
-                             max_epochs=args.epochs, batch_size=8, learning_rate=args.lr,
-                             lr_final=args.lr_final, validation_fraction=args.validation,
-                             random_state=seed, verbose=False).fit(data)
+                             max_epochs=args.epochs, batch_size=args.batch_size,
+                             learning_rate=args.lr, lr_final=args.lr_final,
+                             validation_fraction=args.validation, random_state=seed,
+                             verbose=False).fit(data)
         what = f", readout {extra['readout']}" if extra else ""
         print(f"seed {seed} student ({args.epochs} epochs{what}, "
               f"{time.perf_counter() - t0:.0f} s): "

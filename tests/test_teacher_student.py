@@ -7,7 +7,7 @@ in observation space (``latent_noise_in_observation_space``), which is invariant
 import numpy as np
 import pytest
 
-from nwb_lrnn import LowRankRNN
+from nwb_lrnn import LowRankRNN, find_fixed_points
 from nwb_lrnn.analysis import correlation_similarity, latent_noise_in_observation_space
 from nwb_lrnn.teachers import oscillator_teacher
 
@@ -33,8 +33,23 @@ def _check_gaussian(teacher, student, data):
     assert student.score(data) > teacher.score(data) - 0.02
 
 
+def _same_fixed_points(teacher, student):
+    """Same number of fixed points, with the same stability, and |λ|max within 0.2."""
+    fp_t = find_fixed_points(teacher, verbose=False)
+    fp_s = find_fixed_points(student, verbose=False)
+    assert len(fp_s.z) == len(fp_t.z)
+    kinds_t = sorted(f"{a} {b}" for a, b in zip(fp_t.stability, fp_t.kind, strict=True))
+    kinds_s = sorted(f"{a} {b}" for a, b in zip(fp_s.stability, fp_s.kind, strict=True))
+    assert kinds_s == kinds_t
+    lam_t = sorted(float(np.abs(e).max()) for e in fp_t.eigenvalues)
+    lam_s = sorted(float(np.abs(e).max()) for e in fp_s.eigenvalues)
+    np.testing.assert_allclose(lam_s, lam_t, atol=0.2)
+
+
 def test_gaussian_teacher_student():
-    _check_gaussian(*_gaussian_case(seed=0, epochs=30))
+    teacher, student, data = _gaussian_case(seed=0, epochs=30)
+    _check_gaussian(teacher, student, data)
+    _same_fixed_points(teacher, student)   # an unstable focus (|λ| 1.012) with a limit cycle
 
 
 @pytest.mark.slow
@@ -74,3 +89,26 @@ def test_poisson_teacher_student():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_poisson_teacher_student_more_seeds(seed):
     _check_poisson(*_poisson_case(seed=seed, epochs=80, n_particles=64), min_corr=0.95)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("growth", "batch_size"), [(0.1, 2), (0.15, 8)])
+def test_poisson_student_recovers_fixed_point_stability(growth, batch_size):
+    """The teacher's stable focus (growth 0.1, |λ| 0.966) or unstable one (0.15, 1.012).
+
+    The student reads its neurons out of the units, as the teacher does; with an affine
+    readout (a model the teacher is not in) seed 0 ended at an unstable focus for growth 0.1.
+    The stable focus needs the optimiser steps of batches of 2 (2880 steps; 10 min): with
+    batches of 8 (720 steps) this student's bound stayed 0.15 nats a bin below the teacher's
+    and its focus unstable (|λ| 1.12).
+    """
+    rng = np.random.default_rng(0)
+    teacher = oscillator_teacher(40, 2, observation="poisson", bin_size=0.05,
+                                 bias=rng.uniform(0, 10, 40), gain=rng.uniform(5, 15, 40),
+                                 seed=2, growth=growth)
+    data = teacher.sample(24, 200, burn_in=50, random_state=100)
+    student = LowRankRNN(rank=2, n_units=40, nonlinearity="tanh", observation="poisson",
+                         readout="units", n_particles=32, max_epochs=240, batch_size=batch_size,
+                         learning_rate=0.03, lr_final=0.003, validation_fraction=0.0,
+                         random_state=0, verbose=False).fit(data)
+    _same_fixed_points(teacher, student)
