@@ -326,18 +326,19 @@ def fa_latents(train: Any, test: Any | None = None, *, n_components: int,
     return _linear_latents("fa", train, test, n_components, bin_size, smooth_s)
 
 
-def _linear_latents(kind, train, test, n_components, bin_size, smooth_s):
+def _linear_latents(method, train, test, n_components, bin_size, smooth_s):
     from sklearn.decomposition import PCA, FactorAnalysis
 
     n_components = check_int("n_components", n_components, min_value=1)
-    tr, bs, kind = _values(train, "train")
+    tr, bs, data_kind = _values(train, "train")
     te = tr if test is None else _values(test, "test")[0]
     bs = bin_size or bs or 1.0
-    counts = kind == "counts" or (kind is None and tr.min() >= 0 and te.min() >= 0)
+    counts = data_kind == "counts" or (data_kind is None and tr.min() >= 0 and te.min() >= 0)
     f = np.sqrt if counts else np.asarray
     f_tr = _smooth(f(tr), bs, smooth_s)
     f_te = _smooth(f(te), bs, smooth_s)
-    model = (PCA(n_components) if kind == "pca" else FactorAnalysis(n_components, random_state=0))
+    model = (PCA(n_components) if method == "pca"
+             else FactorAnalysis(n_components, random_state=0))
     model.fit(f_tr.reshape(-1, f_tr.shape[-1]))
     return model.transform(f_te.reshape(-1, f_te.shape[-1])).reshape(
         te.shape[0], te.shape[1], n_components)

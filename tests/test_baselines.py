@@ -111,6 +111,26 @@ def test_pca_latents_of_continuous_data_use_the_values():
         assert abs(np.corrcoef(lat[0, :, 0], s)[0, 1]) > 0.9
 
 
+def test_pca_latents_are_principal_components_and_fa_latents_are_not():
+    # PCA: the projection on the top principal axes (numpy's SVD here); FA weighs channels by
+    # their own noise, so with one loud channel of its own the two differ
+    rng = np.random.default_rng(2)
+    s = rng.normal(size=(1, 800, 2))
+    x = s @ rng.normal(size=(2, 10)) + 0.3 * rng.normal(size=(1, 800, 10))
+    x[..., 0] += 4.0 * rng.normal(size=800)          # channel 0: large private noise
+    data = BinnedData(x, 0.01, "continuous")
+    pca = pca_latents(data, n_components=2, smooth_s=0.0)[0]
+    xc = x[0] - x[0].mean(0)
+    vt = np.linalg.svd(xc, full_matrices=False)[2]
+    ref = xc @ vt[:2].T
+    np.testing.assert_allclose(np.abs(pca), np.abs(ref), rtol=1e-5, atol=1e-5)
+    fa = fa_latents(data, n_components=2, smooth_s=0.0)[0]
+    # FA's 2-D subspace leaves channel 0's private noise out, PCA's takes it in
+    r2 = [np.linalg.lstsq(np.c_[lat, np.ones(800)], x[0, :, 0] - x[0, :, 0].mean(),
+                          rcond=None)[1][0] for lat in (pca, fa)]
+    assert r2[1] > 2 * r2[0]     # residual of channel 0: larger from FA's latents
+
+
 def test_compare_decoding_tells_a_decodable_behaviour_from_noise():
     from nwb_lrnn.analysis import decode_behavior
     from nwb_lrnn.teachers import oscillator_teacher
