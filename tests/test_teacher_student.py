@@ -58,11 +58,15 @@ def test_gaussian_teacher_student_more_seeds(seed):
     _check_gaussian(*_gaussian_case(seed=seed, epochs=80, n_trials=64))
 
 
-def _poisson_case(seed, epochs, n_particles=32):
+def _poisson_teacher(seed, growth=0.15):
     rng = np.random.default_rng(seed)
-    teacher = oscillator_teacher(40, 2, observation="poisson", bin_size=0.05,
-                                 bias=rng.uniform(0, 10, 40), gain=rng.uniform(5, 15, 40),
-                                 seed=seed + 2)
+    return oscillator_teacher(40, 2, observation="poisson", bin_size=0.05,
+                              bias=rng.uniform(0, 10, 40), gain=rng.uniform(5, 15, 40),
+                              seed=seed + 2, growth=growth)
+
+
+def _poisson_case(seed, epochs, n_particles=32):
+    teacher = _poisson_teacher(seed)
     data = teacher.sample(24, 200, burn_in=50, random_state=seed + 1)
     student = LowRankRNN(rank=2, n_units=40, nonlinearity="tanh", observation="poisson",
                          n_particles=n_particles,
@@ -102,10 +106,7 @@ def test_poisson_student_recovers_fixed_point_stability(growth, batch_size):
     batches of 8 (720 steps) this student's bound stayed 0.15 nats a bin below the teacher's
     and its focus unstable (|λ| 1.12).
     """
-    rng = np.random.default_rng(0)
-    teacher = oscillator_teacher(40, 2, observation="poisson", bin_size=0.05,
-                                 bias=rng.uniform(0, 10, 40), gain=rng.uniform(5, 15, 40),
-                                 seed=2, growth=growth)
+    teacher = _poisson_teacher(0, growth=growth)
     data = teacher.sample(24, 200, burn_in=50, random_state=100)
     student = LowRankRNN(rank=2, n_units=40, nonlinearity="tanh", observation="poisson",
                          readout="units", n_particles=32, max_epochs=240, batch_size=batch_size,
